@@ -1,0 +1,19 @@
+"""cdfast: convex-optimisation loss bounds for learning-rate schedules.
+
+Bu, Xu, Mao (ICLR 2026), "Convex Dominance in Deep Learning I"; Defazio et al. (2023)
+Cor. 12; Schaipp et al. (2025).  See README.md for a tour.
+"""
+
+from . import schedules
+from ._backends import available_backends
+from .bounds import average_iterate_bound, bound_terms, last_iterate_bound
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "schedules",
+    "available_backends",
+    "average_iterate_bound",
+    "bound_terms",
+    "last_iterate_bound",
+]

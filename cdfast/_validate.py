@@ -1,0 +1,125 @@
+"""Input validation at the API boundary, shared by every public function.
+
+Cheap structural checks (type, dtype, shape, length) happen before any kernel runs.
+The O(T) value checks (NaN, inf, negative) are fused into the kernels' single pass:
+a kernel returns a status, and only then does :func:`raise_for_values` walk the array
+to name the first offending index.  Functions without such a kernel call
+:func:`check_values` directly.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
+_WHAT = {"lr": "learning rates", "grad_sq": "per-step squared gradient bounds G_t^2"}
+
+
+def as_vector(x: Any, name: str) -> FloatArray:
+    """Return ``x`` as a 1-D, non-empty, C-contiguous float64 array (one copy at most).
+
+    Integer, float32 and non-contiguous input is accepted and converted once.
+    Raises TypeError for non-numeric data and ValueError for wrong shape or size.
+    """
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be a 1-D array of numbers, got a {type(x).__name__}")
+    arr = np.asarray(x)
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a 1-D array of numbers; it holds non-numeric objects") from None
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{name} must hold real numbers (int or float), got dtype {arr.dtype}; "
+            f"convert it with np.asarray({name}, dtype=float)"
+        )
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one value per step), got shape {arr.shape}; pass a flat array")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty; it needs at least one step")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def first_bad(x: FloatArray) -> tuple[int, float] | None:
+    """Index and value of the first NaN, infinite or negative entry, or None."""
+    bad = ~np.isfinite(x) | (x < 0)
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    return i, float(x[i])
+
+
+def _describe(name: str, i: int, v: float) -> str:
+    what = _WHAT.get(name, "values")
+    if math.isnan(v):
+        return f"{name}[{i}] is nan; {what} must be finite (drop or fill missing steps)"
+    if math.isinf(v):
+        return f"{name}[{i}] is {v}; {what} must be finite"
+    return f"{name}[{i}] = {v!r} is negative; {what} must be >= 0"
+
+
+def check_values(x: FloatArray, name: str) -> None:
+    """Raise ValueError naming the first NaN, infinite or negative entry of ``x``."""
+    found = first_bad(x)
+    if found is not None:
+        raise ValueError(_describe(name, *found))
+
+
+def raise_for_values(arrays: dict[str, FloatArray | None], all_zero_ok: bool = True) -> None:
+    """A kernel flagged bad values or overflow: name the culprit and raise ValueError."""
+    for name, x in arrays.items():
+        if x is not None:
+            check_values(x, name)
+    lr = arrays.get("lr")
+    if not all_zero_ok and lr is not None and not lr.any():
+        raise ValueError("lr is all zeros; at least one learning rate must be positive")
+    raise ValueError(
+        "the bound overflowed float64 although every input is finite; the learning rates "
+        "(or grad_sq) are too large for double precision: rescale them (the bound's "
+        "coefficients scale as a ~ 1/eta and b ~ eta)"
+    )
+
+
+def check_grad_sq(grad_sq: Any, n: int) -> FloatArray | None:
+    """Validate optional per-step G_t^2 against ``n`` steps (values checked by the kernel)."""
+    if grad_sq is None:
+        return None
+    g = as_vector(grad_sq, "grad_sq")
+    if g.shape[0] != n:
+        raise ValueError(
+            f"grad_sq has {g.shape[0]} entries but lr has {n}; give one G_t^2 per step (same length as lr)"
+        )
+    return g
+
+
+def check_scalar(value: Any, name: str, *, nonneg: bool = True) -> float:
+    """A finite real scalar (and >= 0 if ``nonneg``), as float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} = {v} is not finite; pass a finite number")
+    if nonneg and v < 0:
+        raise ValueError(f"{name} = {v!r} is negative; it must be >= 0")
+    return v
+
+
+def check_positive_last(lr: FloatArray, fn: str) -> None:
+    """The last-iterate bound is infinite when the final LR is 0: refuse with the why."""
+    if lr[-1] != 0.0:
+        return
+    if not lr.any():
+        raise ValueError("lr is all zeros; at least one learning rate must be positive")
+    raise ValueError(
+        f"{fn}: lr[{lr.shape[0] - 1}] (the final learning rate) is 0, which makes eq. (2.4) "
+        "infinite: the term eta_j^2 / (P_T - P_j) has a zero gap for the last positive step. "
+        "The paper's convention ends a decay at a positive LR (linear decay: eta_peak * (T-t)/T, "
+        "so the last step is eta_peak/T); drop trailing zero steps or end the schedule above 0"
+    )

@@ -1,0 +1,62 @@
+/*
+ * cdfast.h -- the C contract of cdfast's reference kernels.
+ *
+ * Conventions shared with the Numba kernels in cdfast/_numba.py:
+ *   - lr[0 .. n-1] holds eta_1 .. eta_T (paper indexing, see MATH.md section 1).
+ *   - grad_sq is NULL (constant G: every G_t^2 = 1) or an array of n per-step G_t^2.
+ *   - Inputs first, outputs last.  Kernels never allocate on the heap and never
+ *     validate beyond what is free inside their single pass: the Python layer
+ *     has checked shapes and dtypes; the kernels flag NaN / negative / overflow
+ *     through the returned status so the caller can name the bad index.
+ *   - Every function returns CDFAST_OK (0) or a positive status below.
+ *   - Same algorithm and same floating-point operation order as the Numba
+ *     kernels, so the two backends agree to the last bit (compile with
+ *     -ffp-contract=off: a fused multiply-add would round differently).
+ *
+ * Only the block between CDEF-BEGIN and CDEF-END is read by cffi; keep it
+ * free of preprocessor directives.
+ */
+#ifndef CDFAST_H
+#define CDFAST_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* CDEF-BEGIN */
+enum {
+    CDFAST_OK = 0,
+    CDFAST_BAD_INPUT = 1,   /* an entry of lr or grad_sq is NaN or negative */
+    CDFAST_NOT_FINITE = 2,  /* an input is +inf, or a sum overflowed */
+    CDFAST_BAD_ARGUMENT = 3 /* n == 0, or an `at` index out of range / unsorted */
+};
+
+/*
+ * Last-iterate bound of eq. (2.4) at tau = n, as its two coefficients:
+ *   out[0] = a = 1 / (2 P_n)
+ *   out[1] = b = (1/2) [ eta_n G_n^2 + sum_{j<n} eta_j^2 G_j^2 / (P_n - P_j) ]
+ * so that bound = L_* + D^2 a + G^2 b.  One backward streaming pass: the gaps
+ * P_n - P_j are suffix sums (no cancellation), accumulated in chunks whose
+ * totals are carried with Neumaier compensation.  O(n) time, O(1) memory
+ * (a fixed stack buffer).  Relative error of a and b <= ~300 u (u = 2^-53),
+ * see cdfast/bounds.py.  If lr[n-1] == 0 the result is +inf (status OK);
+ * the Python layer refuses that input before calling.
+ */
+int cdfast_last_iterate(const double *lr, const double *grad_sq, size_t n, double *out);
+
+/*
+ * Average-iterate bound of eq. (2.3):
+ *   out[0] = a = 1 / (2 P_n),  out[1] = b = sum_j eta_j^2 G_j^2 / (2 P_n).
+ */
+int cdfast_average_iterate(const double *lr, const double *grad_sq, size_t n, double *out);
+
+/*
+ * The last-iterate coefficients at every requested iteration:
+ *   a_out[i], b_out[i] = coefficients of eq. (2.4) at tau = at[i] (1-based),
+ * computed exactly (one backward pass per tau, O(sum at[i]) work).
+ * at must be strictly increasing in [1, n]; entries whose bound is infinite
+ * (eta_tau == 0 after a positive LR, or P_tau == 0) are +inf.
+ */
+int cdfast_curve_exact(const double *lr, const double *grad_sq, size_t n,
+                       const int64_t *at, size_t m, double *a_out, double *b_out);
+/* CDEF-END */
+
+#endif
