@@ -7,6 +7,7 @@ Cor. 12; Schaipp et al. (2025).  See README.md for a tour.
 from . import schedules
 from ._backends import available_backends
 from .bounds import average_iterate_bound, bound_terms, last_iterate_bound
+from .curve import bound_curve, bound_curve_terms
 
 __version__ = "0.1.0"
 
@@ -15,5 +16,7 @@ __all__ = [
     "available_backends",
     "average_iterate_bound",
     "bound_terms",
+    "bound_curve",
+    "bound_curve_terms",
     "last_iterate_bound",
 ]
