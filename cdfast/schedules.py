@@ -161,6 +161,32 @@ def piecewise_constant(T: int, boundaries: ArrayLike, values: ArrayLike, warmup:
     return _finish(v[idx], warmup)
 
 
+
+def cosine_onecycle(T: int, warmup: int, init: float = 0.0, final: float = 0.0) -> FloatArray:
+    """Cosine warmup then cosine decay, as PyTorch's ``OneCycleLR(anneal_strategy="cos")``.
+
+    ``s_t = init + (1 - init) sin^2(pi t / (2 (W - 1)))`` for ``t < W`` and
+    ``s_t = final + (1 - final) sin^2(pi (T - 1 - t) / (2 (T - W)))`` for ``t >= W``
+    (``W = warmup``, the warmup ends at step ``W - 1``, the decay reaches ``final`` at
+    the last step ``t = T - 1``).  ``init`` and ``final`` are fractions of the peak
+    (``OneCycleLR``'s ``1/div_factor`` and ``1/(div_factor * final_div_factor)``).
+    Unlike :func:`cosine`, the decay runs over the ``T - W`` steps after the warmup and
+    ends exactly at ``final``: with ``final = 0`` the last LR is 0 and eq. (2.4) is
+    infinite at the last step, so pass a positive floor for last-iterate bounds.
+    """
+    T = _check_T(T)
+    if isinstance(warmup, bool) or not isinstance(warmup, numbers.Integral) or not 2 <= warmup < T:
+        raise ValueError(f"warmup = {warmup!r} must be an integer with 2 <= warmup < T = {T}")
+    init = _check_fraction(init, "init", 0.0, 1.0, False, False)
+    final = _check_fraction(final, "final", 0.0, 1.0, False, False)
+    s = np.empty(T)
+    t = np.arange(warmup, dtype=np.float64)
+    s[:warmup] = init + (1.0 - init) * np.sin(t * (math.pi / (2.0 * (warmup - 1)))) ** 2
+    left = np.arange(T - 1 - warmup, -1, -1, dtype=np.float64)  # T - 1 - t, exact
+    s[warmup:] = final + (1.0 - final) * np.sin(left * (math.pi / (2.0 * (T - warmup)))) ** 2
+    return s
+
+
 # ---------------------------------------------------------------------------
 # Registry and continuous limits
 
@@ -217,6 +243,6 @@ def continuous(name: str, **params) -> Callable[[FloatArray], FloatArray]:
 
 
 __all__ = [
-    "constant", "inverse_sqrt", "linear", "cosine", "wsd", "piecewise_constant", "with_warmup",
+    "constant", "inverse_sqrt", "linear", "cosine", "wsd", "piecewise_constant", "with_warmup", "cosine_onecycle",
     "FAMILIES", "make", "family", "continuous", "DECAYS",
 ]
