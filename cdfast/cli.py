@@ -276,8 +276,18 @@ def _csv_cell(v: Any) -> Any:
 
 
 def _check_out(path: str | None, exts: Sequence[str], option: str) -> None:
-    if path is not None and not path.lower().endswith(tuple(exts)):
+    """Refuse a bad output path before any work (and check matplotlib for a PNG)."""
+    if path is None:
+        return
+    if not path.lower().endswith(tuple(exts)):
         raise CliError(f"{option} {path!r} must end in {' or '.join(exts)}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CliError(f"{option} {path!r}: directory {directory!r} does not exist")
+    if path.lower().endswith(".png"):
+        from . import plot
+
+        plot._pyplot()
 
 
 def _save_plot(fig_fn: Callable[[], Any], path: str) -> None:

@@ -1,0 +1,321 @@
+"""End-to-end tests of the ``cdfast`` command line.
+
+Most tests call ``cdfast.cli.main`` in-process (fast); a few run ``python -m cdfast``
+in a subprocess for the real exit status and the absence of tracebacks.  Numbers in
+the outputs are checked against the literal formulas of tests/naive.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize_scalar
+
+from cdfast import cli, schedules
+from naive import average_iterate_naive, last_iterate_naive
+
+PNG = b"\x89PNG\r\n\x1a\n"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_usage_error(code, err, *needles):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("cdfast: error:"), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], (n, err)
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# ---------------------------------------------------------------------------
+# report
+
+
+def test_report_matches_literal_formulas(capsys, tmp_path):
+    """At T = 40 the optimal peak LR and bound agree with a numerical minimisation of
+    the nested-sum eq. (2.4), and the average-iterate column with eq. (2.3)."""
+    out = tmp_path / "r.json"
+    code, text, err = run(capsys, "report", "--steps", 40, "--no-exam", "--D", 2, "--G", 0.5,
+                          "--L-star", 1.5, "--repeat", 1, "--out", out)
+    assert code == 0, err
+    assert "schedule" in text and "last_iterate" in text
+    rows = json.loads(out.read_text())
+    assert [r["schedule"] for r in rows] == list(cli.DEFAULT_SCHEDULES)
+    for r in rows:
+        shape = schedules.make(r["schedule"], 40)
+        f = lambda log_eta: last_iterate_naive(math.exp(log_eta) * shape, D=2, G=0.5, L_star=1.5)
+        best = minimize_scalar(f, bracket=(-5, 2), tol=1e-12)
+        assert r["last_iterate"] == pytest.approx(best.fun, rel=1e-10)
+        assert r["peak_lr"] == pytest.approx(math.exp(best.x), rel=1e-4)
+        assert r["average_iterate"] == pytest.approx(
+            average_iterate_naive(r["peak_lr"] * shape, D=2, G=0.5, L_star=1.5), rel=1e-12)
+        assert r["backend_rel_diff"] <= 1e-13
+        assert r["exam"] == "n/a"
+
+
+def test_report_fixed_peak_lr_csv_and_plot(capsys, tmp_path):
+    out, png = tmp_path / "r.csv", tmp_path / "r.png"
+    code, text, err = run(capsys, "report", "--schedules", "linear", "wsd:decay_frac=0.5,decay=sqrt",
+                          "--steps", 30, "--peak-lr", 0.1, "--no-exam", "--repeat", 1,
+                          "--out", out, "--plot", png)
+    assert code == 0, err
+    rows = read_csv(out)
+    assert [r["schedule"] for r in rows] == ["linear", "wsd:decay_frac=0.5,decay=sqrt"]
+    shapes = [schedules.linear(30), schedules.wsd(30, decay_frac=0.5, decay="sqrt")]
+    for r, shape in zip(rows, shapes):
+        assert float(r["peak_lr"]) == 0.1
+        assert float(r["last_iterate"]) == pytest.approx(last_iterate_naive(0.1 * shape), rel=1e-12)
+    assert png.read_bytes().startswith(PNG)
+
+
+def test_report_exam_column(capsys):
+    pytest.importorskip("cdfast.asymptotics", reason="cdfast.asymptotics (the exam) is not in this tree")
+    code, text, err = run(capsys, "report", "--schedules", "linear", "constant", "--steps", 1000, "--repeat", 1)
+    assert code == 0, err
+    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith(("linear", "constant"))}
+    assert " qualified" in lines["linear"] and "not qualified" not in lines["linear"]
+    assert "not qualified" in lines["constant"]
+
+
+# ---------------------------------------------------------------------------
+# curve
+
+
+def test_curve_schedule_matches_naive(capsys, tmp_path):
+    out, png = tmp_path / "c.csv", tmp_path / "c.png"
+    code, text, err = run(capsys, "curve", "--schedule", "cosine", "--steps", 25, "--peak-lr", 0.3,
+                          "--warmup", 3, "--points", 0, "--D", 1.5, "--out", out, "--plot", png)
+    assert code == 0, err
+    rows = read_csv(out)
+    lr = 0.3 * schedules.cosine(25, warmup=3)
+    assert [int(r["step"]) for r in rows] == list(range(1, 26))
+    np.testing.assert_allclose([float(r["lr"]) for r in rows], lr, rtol=0, atol=0)
+    assert float(rows[0]["bound"]) == math.inf  # eta_1 = 0 with warmup from 0: P_1 = 0
+    for r in rows[1:]:
+        tau = int(r["step"])
+        assert float(r["bound"]) == pytest.approx(last_iterate_naive(lr[:tau], D=1.5), rel=1e-12)
+    assert png.read_bytes().startswith(PNG)
+
+
+def test_curve_default_peak_is_optimal_and_points_subsample(capsys, tmp_path):
+    out = tmp_path / "c.json"
+    code, text, err = run(capsys, "curve", "--schedule", "linear", "--steps", 50, "--points", 7, "--out", out)
+    assert code == 0, err
+    rows = json.loads(out.read_text())
+    assert rows[0]["step"] == 1 and rows[-1]["step"] == 50 and len(rows) == 7
+    shape = schedules.linear(50)
+    eta = rows[0]["lr"] / shape[0]
+    final = rows[-1]["bound"]
+    # the chosen peak minimises the final bound: nearby peaks do no better
+    for f in (0.98, 1.02):
+        assert last_iterate_naive(f * eta * shape) > final
+    assert final == pytest.approx(last_iterate_naive(eta * shape), rel=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "csv_header", "csv_plain", "txt"])
+def test_curve_lr_file_formats(capsys, tmp_path, fmt):
+    lr = np.array([0.2, 0.5, 0.4, 0.1, 0.05])
+    if fmt == "npy":
+        path = tmp_path / "lr.npy"
+        np.save(path, lr)
+    elif fmt == "csv_header":
+        path = tmp_path / "lr.csv"
+        path.write_text("step,learning_rate\n" + "".join(f"{i + 1},{float(v)!r}\n" for i, v in enumerate(lr)))
+    elif fmt == "csv_plain":
+        path = tmp_path / "lr.csv"
+        path.write_text("".join(f"{float(v)!r}\n" for v in lr))
+    else:
+        path = tmp_path / "lr.txt"
+        path.write_text("# my schedule\n" + "".join(f"{float(v)!r}\n" for v in lr) + "\n")
+    out = tmp_path / "c.csv"
+    code, text, err = run(capsys, "curve", "--lr-file", path, "--out", out)
+    assert code == 0, err
+    bounds = [float(r["bound"]) for r in read_csv(out)]
+    expected = [last_iterate_naive(lr[:t]) for t in range(1, 6)]
+    np.testing.assert_allclose(bounds, expected, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# bench
+
+
+def test_bench(capsys):
+    code, text, err = run(capsys, "bench", "--steps", "100,1e3", "--repeat", 1)
+    assert code == 0, err
+    assert "largest relative difference between backends" in text
+    worst = float(text.strip().splitlines()[-1].split(":")[-1])
+    assert worst <= 1e-13
+
+
+# ---------------------------------------------------------------------------
+# bad input: one line on stderr, status 2, nothing written
+
+
+def _write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+BAD_CURVE = [
+    (["--schedule", "nosuch", "--steps", 10], "unknown schedule"),
+    (["--schedule", "linear", "--steps", "ten"], "not a number"),
+    (["--schedule", "linear", "--steps", 0], "whole number >= 1"),
+    (["--schedule", "linear", "--steps", 10, "--peak-lr", "-1"], "must be > 0"),
+    (["--schedule", "linear", "--steps", 10, "--peak-lr", "nan"], "not a finite number"),
+    (["--schedule", "linear"], "needs --steps"),
+    (["--schedule", "wsd:decay_frac=2", "--steps", 10], "decay_frac"),
+    (["--schedule", "wsd:bogus=1", "--steps", 10], "bogus"),
+    (["--schedule", "linear", "--steps", 10, "--warmup", 11], "warmup"),
+    (["--steps", 10], "give a schedule"),
+    (["--lr-file", "missing.npy"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize("argv,needle", BAD_CURVE)
+def test_curve_bad_arguments(capsys, tmp_path, monkeypatch, argv, needle):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "curve", *argv, "--out", "c.csv")
+    assert_usage_error(code, err, needle)
+    assert os.listdir(tmp_path) == []
+
+
+BAD_LR_FILES = [
+    ("nan.txt", "0.1\nnan\n0.2\n", "lr[1] is nan"),
+    ("neg.csv", "lr\n0.1\n-0.2\n0.3\n", "lr[1] = -0.2 is negative"),
+    ("zero.txt", "0.1\n0.2\n0\n", "final learning rate) is 0"),
+    ("word.txt", "0.1\nabc\n", "'abc' is not a number"),
+    ("two.csv", "1,2\n3,4\n", "2 columns"),
+    ("empty.txt", "\n\n", "is empty"),
+    ("cols.csv", "a,b\n1,2\n", "no column named"),
+]
+
+
+@pytest.mark.parametrize("name,text,needle", BAD_LR_FILES)
+def test_curve_bad_lr_files(capsys, tmp_path, name, text, needle):
+    path = _write(tmp_path, name, text)
+    out = tmp_path / "c.csv"
+    code, _, err = run(capsys, "curve", "--lr-file", path, "--out", out)
+    assert_usage_error(code, err, needle)
+    assert not out.exists()
+
+
+def test_bad_npy_and_binary_files(capsys, tmp_path):
+    bad = tmp_path / "lr.npy"
+    bad.write_bytes(b"not numpy at all")
+    code, _, err = run(capsys, "curve", "--lr-file", bad, "--out", tmp_path / "c.csv")
+    assert_usage_error(code, err, ".npy")
+    binary = tmp_path / "lr.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x81")
+    code, _, err = run(capsys, "curve", "--lr-file", binary, "--out", tmp_path / "c.csv")
+    assert_usage_error(code, err, "not a text file")
+
+
+def test_bad_output_paths(capsys, tmp_path):
+    code, _, err = run(capsys, "curve", "--schedule", "linear", "--steps", 5, "--out", tmp_path / "no" / "c.csv")
+    assert_usage_error(code, err, "does not exist")
+    code, _, err = run(capsys, "curve", "--schedule", "linear", "--steps", 5, "--out", tmp_path / "c.txt")
+    assert_usage_error(code, err, "must end in .csv or .json")
+    code, _, err = run(capsys, "report", "--steps", 5, "--plot", tmp_path / "r.pdf")
+    assert_usage_error(code, err, ".png")
+    assert os.listdir(tmp_path) == []
+
+
+def test_report_bad_input(capsys):
+    code, _, err = run(capsys, "report", "--schedules", "linear", "warp")
+    assert_usage_error(code, err, "unknown schedule 'warp'")
+    code, _, err = run(capsys, "report", "--steps", "1e6.5")
+    assert_usage_error(code, err, "not a number")
+    code, _, err = run(capsys, "report", "--D", 0, "--steps", 10)
+    assert_usage_error(code, err, "--peak-lr")
+    code, _, err = run(capsys, "nosuchcommand")
+    assert_usage_error(code, err, "invalid choice")
+
+
+def test_missing_matplotlib_is_a_clear_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    out = tmp_path / "c.csv"
+    code, _, err = run(capsys, "curve", "--schedule", "linear", "--steps", 5, "--out", out,
+                       "--plot", tmp_path / "c.png")
+    assert_usage_error(code, err, 'pip install "cdfast[plot]"')
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "t.csv"
+
+    def write(fh):
+        fh.write("step,lr\n1,0.5\n")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        cli.atomic_write(str(target), write)
+    assert os.listdir(tmp_path) == []
+    target.write_text("old\n")
+    with pytest.raises(OSError):
+        cli.atomic_write(str(target), write)
+    assert target.read_text() == "old\n"  # the previous file survives intact
+    assert os.listdir(tmp_path) == ["t.csv"]
+
+
+def test_help_and_no_command(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "report" in capsys.readouterr().out
+    assert cli.main([]) == 2
+
+
+def test_schedule_spec_parsing():
+    assert cli.parse_schedule("wsd:decay_frac=0.25,decay=sqrt") == ("wsd", {"decay_frac": 0.25, "decay": "sqrt"})
+    assert cli.parse_schedule("inverse-sqrt") == ("inverse_sqrt", {})
+    with pytest.raises(cli.CliError, match="key=value"):
+        cli.parse_schedule("wsd:decay_frac")
+
+
+# ---------------------------------------------------------------------------
+# real processes: exit status, stderr, no traceback
+
+
+def _python_m(*argv, cwd):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "cdfast", *map(str, argv)], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=120)
+
+
+def test_subprocess_bad_input_exit_status(tmp_path):
+    p = _python_m("curve", "--schedule", "linear", "--steps", "abc", "--out", "c.csv", cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.startswith("cdfast: error:") and len(p.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in p.stderr
+    (tmp_path / "lr.txt").write_text("0.1\n0.0\n")
+    p = _python_m("curve", "--lr-file", "lr.txt", "--out", "c.csv", cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "final learning rate" in p.stderr
+    assert sorted(os.listdir(tmp_path)) == ["lr.txt"]
+
+
+def test_subprocess_report_runs(tmp_path):
+    p = _python_m("report", "--steps", 1000, "--no-exam", "--repeat", 1, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    for name in cli.DEFAULT_SCHEDULES:
+        assert name in p.stdout
+    assert p.stderr == "" or "not available" in p.stderr  # no progress line when stderr is a pipe
