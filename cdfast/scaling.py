@@ -1,0 +1,206 @@
+"""Generalization 4 and the two-dimensional scaling law, eq. (5.1).
+
+Runs use ``eta_peak = eta_ref / sqrt(T)``.  For each model size ``N`` and each
+``eta_ref``, the final losses over horizons fall on a line in ``1/sqrt(T)``
+(Corollary 2.4, Generalization 4):
+
+    L(N, T; eta_ref) = L_inf(eta_ref; N) + Q~(eta_ref; N) / sqrt(T).
+
+``eta_ref*`` is the grid value with the smallest ``Q~`` (over several sizes: the
+smallest geometric mean of ``Q~`` across the sizes where it was run).  Then
+
+    L(N, T) = L_inf(eta_ref*; N) + Q~(eta_ref*; N) / sqrt(T),
+    eta_peak*(N, T) = eta_ref* / sqrt(T)      (= eta_peak*(N_s, T_s) sqrt(T_s / T)).
+
+At a fitted size the law uses that size's line.  At another size ``L_inf`` and ``Q~``
+are extrapolated as power laws in ``N`` (straight lines in log-log, least squares over
+the fitted sizes; at least two sizes needed).  Intervals come from a residual bootstrap:
+the pooled residuals of all lines are resampled onto the fitted values and the whole
+procedure (lines, choice of ``eta_ref*``, power laws) is repeated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._validate import as_vector
+from .fit import r_squared
+
+FloatArray = NDArray[np.float64]
+
+__all__ = ["ScalingLaw2D"]
+
+
+def _cells(N: FloatArray, eta: FloatArray) -> tuple[FloatArray, FloatArray, NDArray[np.int64], NDArray[np.int64]]:
+    sizes, si = np.unique(N, return_inverse=True)
+    refs, ri = np.unique(eta, return_inverse=True)
+    return sizes, refs, si, ri
+
+
+def _lines(x: FloatArray, y: FloatArray, si, ri, ns: int, nr: int):
+    """Least-squares line y = L + Q x per (size, eta_ref) cell; nan where < 2 horizons."""
+    L = np.full((ns, nr), np.nan)
+    Q = np.full((ns, nr), np.nan)
+    for s in range(ns):
+        for r in range(nr):
+            m = (si == s) & (ri == r)
+            if np.unique(x[m]).size >= 2:
+                A = np.column_stack([np.ones(int(m.sum())), x[m]])
+                (L[s, r], Q[s, r]), *_ = np.linalg.lstsq(A, y[m], rcond=None)
+    return L, Q
+
+
+def _choose(Q: FloatArray) -> int:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logq = np.where(Q > 0, np.log(np.where(Q > 0, Q, 1.0)), np.inf)
+    logq = np.where(np.isnan(Q), np.nan, logq)
+    score = np.nanmean(logq, axis=0)
+    if np.all(np.isnan(score)):
+        raise ValueError("no (size, eta_ref) cell has two distinct horizons; run each eta_ref at >= 2 horizons")
+    return int(np.nanargmin(score))
+
+
+def _power(sizes: FloatArray, v: FloatArray, N: FloatArray) -> FloatArray:
+    """Power law through (sizes, v) evaluated at N (exact values at fitted sizes)."""
+    out = np.empty(N.shape)
+    ok = np.isfinite(v) & (v > 0)
+    coef = np.polyfit(np.log(sizes[ok]), np.log(v[ok]), 1) if ok.sum() >= 2 else None
+    for i, n in enumerate(N.ravel()):
+        hit = np.flatnonzero(np.isclose(sizes, n, rtol=1e-9, atol=0.0))
+        if hit.size:
+            out.flat[i] = v[hit[0]]
+        elif coef is None:
+            raise ValueError(
+                f"N = {n:g} was not fitted and extrapolating in N needs runs at >= 2 model sizes "
+                f"(fitted: {sizes.tolist()})"
+            )
+        else:
+            out.flat[i] = np.exp(np.polyval(coef, np.log(n)))
+    return out
+
+
+@dataclass(frozen=True)
+class ScalingLaw2D:
+    """The two-dimensional law of eq. (5.1); build it with :meth:`ScalingLaw2D.fit`.
+
+    Attributes
+    ----------
+    eta_ref_star : float
+        The chosen ``eta_ref`` (``eta_peak* = eta_ref_star / sqrt(T)``).
+    sizes, eta_refs : ndarray
+        The fitted model sizes and ``eta_ref`` grid.
+    L_inf_table, Q_table : ndarray, shape (len(sizes), len(eta_refs))
+        The line of every (size, eta_ref) cell (nan where it has < 2 horizons).
+    r2 : float
+        R^2 of all lines together over all runs.
+    """
+
+    eta_ref_star: float
+    sizes: FloatArray = field(repr=False)
+    eta_refs: FloatArray = field(repr=False)
+    L_inf_table: FloatArray = field(repr=False)
+    Q_table: FloatArray = field(repr=False)
+    r2: float
+    boot_eta: FloatArray = field(repr=False)
+    boot_L_inf: FloatArray = field(repr=False)
+    boot_Q: FloatArray = field(repr=False)
+
+    @property
+    def _col(self) -> int:
+        return int(np.flatnonzero(self.eta_refs == self.eta_ref_star)[0])
+
+    @property
+    def L_inf(self) -> FloatArray:
+        """``L_inf(eta_ref*; N)`` at the fitted sizes."""
+        return self.L_inf_table[:, self._col]
+
+    @property
+    def Q(self) -> FloatArray:
+        """``Q~(eta_ref*; N)`` at the fitted sizes."""
+        return self.Q_table[:, self._col]
+
+    @classmethod
+    def fit(cls, N: ArrayLike, T: ArrayLike, eta_ref: ArrayLike, loss: ArrayLike, *,
+            n_boot: int = 500, seed: int | None = 0) -> "ScalingLaw2D":
+        """Fit eq. (5.1) to final losses of runs with ``eta_peak = eta_ref / sqrt(T)``.
+
+        Parameters
+        ----------
+        N, T, eta_ref, loss : array_like, one entry per run
+            Model size (> 0), horizon (> 0, steps or tokens), the run's ``eta_ref``
+            (> 0; runs on the same grid value must carry the identical number) and final
+            loss.  Each (N, eta_ref) pair needs >= 2 distinct horizons to give a line.
+        n_boot : int
+            Residual-bootstrap replicates for the intervals (0 disables them).
+
+        Notes
+        -----
+        Generalization 4 and eq. (5.1) of the paper; Corollary 2.4 for the
+        ``eta_ref / sqrt(T)`` parametrisation.
+        """
+        N, T, eta, y = (as_vector(v, name) for v, name in ((N, "N"), (T, "T"), (eta_ref, "eta_ref"), (loss, "loss")))
+        if not (N.size == T.size == eta.size == y.size):
+            raise ValueError(f"N, T, eta_ref and loss need one entry per run, got {N.size}, {T.size}, {eta.size}, {y.size}")
+        for v, name in ((N, "N"), (T, "T"), (eta, "eta_ref")):
+            bad = ~np.isfinite(v) | (v <= 0)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"{name}[{i}] = {v[i]!r}; it must be finite and positive")
+        if not np.all(np.isfinite(y)):
+            i = int(np.argmax(~np.isfinite(y)))
+            raise ValueError(f"loss[{i}] is {y[i]}; drop runs without a final loss")
+        x = 1.0 / np.sqrt(T)
+        sizes, refs, si, ri = _cells(N, eta)
+        L, Q = _lines(x, y, si, ri, sizes.size, refs.size)
+        col = _choose(Q)
+        fitted = L[si, ri] + Q[si, ri] * x
+        ok = np.isfinite(fitted)
+        resid = (y - fitted)[ok]
+        rng = np.random.default_rng(seed)
+        be, bl, bq = np.empty(n_boot), np.empty((n_boot, sizes.size)), np.empty((n_boot, sizes.size))
+        for b in range(n_boot):
+            yb = np.where(ok, fitted, y)
+            yb[ok] += rng.choice(resid, size=resid.size, replace=True)
+            Lb, Qb = _lines(x, yb, si, ri, sizes.size, refs.size)
+            c = _choose(Qb)
+            be[b], bl[b], bq[b] = refs[c], Lb[:, c], Qb[:, c]
+        return cls(eta_ref_star=float(refs[col]), sizes=sizes, eta_refs=refs, L_inf_table=L, Q_table=Q,
+                   r2=r_squared(y[ok], fitted[ok]), boot_eta=be, boot_L_inf=bl, boot_Q=bq)
+
+    # -- predictions -------------------------------------------------------
+
+    def _predict(self, L: FloatArray, Q: FloatArray, N: ArrayLike, T: ArrayLike) -> FloatArray:
+        Nb, Tb = np.broadcast_arrays(np.asarray(N, dtype=np.float64), np.asarray(T, dtype=np.float64))
+        return _power(self.sizes, L, Nb) + _power(self.sizes, Q, Nb) / np.sqrt(Tb)
+
+    def predict_loss(self, N: ArrayLike, T: ArrayLike) -> FloatArray | float:
+        """``L(N, T) = L_inf(eta_ref*; N) + Q~(eta_ref*; N) / sqrt(T)`` at the optimal LR."""
+        out = self._predict(self.L_inf, self.Q, N, T)
+        return float(out) if out.ndim == 0 else out
+
+    def predict_loss_interval(self, N: float, T: float, level: float = 0.9) -> tuple[float, float]:
+        """Percentile residual-bootstrap interval of :meth:`predict_loss` at one (N, T)."""
+        if self.boot_eta.size == 0:
+            raise ValueError("the law was fitted with n_boot=0; refit with n_boot > 0 for intervals")
+        vals = np.array([float(self._predict(l, q, N, T)) for l, q in zip(self.boot_L_inf, self.boot_Q)])
+        lo, hi = np.nanquantile(vals, [(1 - level) / 2, (1 + level) / 2])
+        return float(lo), float(hi)
+
+    def optimal_peak_lr(self, N: ArrayLike, T: ArrayLike) -> FloatArray | float:
+        """``eta_peak*(N, T) = eta_ref* / sqrt(T)`` (the same for every N, eq. 5.1)."""
+        out = self.eta_ref_star / np.sqrt(np.broadcast_arrays(np.asarray(N, float), np.asarray(T, float))[1])
+        return float(out) if np.ndim(out) == 0 else out
+
+    def optimal_peak_lr_interval(self, N: float, T: float, level: float = 0.9) -> tuple[float, float]:
+        """Bootstrap interval of the chosen ``eta_ref*`` (grid values) divided by sqrt(T)."""
+        lo, hi = np.quantile(self.boot_eta, [(1 - level) / 2, (1 + level) / 2])
+        return float(lo / np.sqrt(T)), float(hi / np.sqrt(T))
+
+    def summary(self) -> str:
+        rows = [f"ScalingLaw2D: eta_ref* = {self.eta_ref_star:.6g}  (R^2 of the lines = {self.r2:.4f})"]
+        for n, l, q in zip(self.sizes, self.L_inf, self.Q):
+            rows.append(f"  N = {n:.4g}: L = {l:.5g} + {q:.5g}/sqrt(T)")
+        return "\n".join(rows)
