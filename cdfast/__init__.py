@@ -8,6 +8,10 @@ from . import schedules
 from ._backends import available_backends
 from .bounds import average_iterate_bound, bound_terms, last_iterate_bound
 from .curve import bound_curve, bound_curve_terms
+from . import io
+from .fit import CurveFit, fit_loss_curve, fit_loss_curves
+from .laws import HorizonFit, PeakLRFit, fit_horizon_law, fit_horizon_law_by_group, fit_peak_lr_law
+from .scaling import ScalingLaw2D
 
 __version__ = "0.1.0"
 
@@ -19,4 +23,14 @@ __all__ = [
     "bound_curve",
     "bound_curve_terms",
     "last_iterate_bound",
+    "io",
+    "CurveFit",
+    "fit_loss_curve",
+    "fit_loss_curves",
+    "PeakLRFit",
+    "fit_peak_lr_law",
+    "HorizonFit",
+    "fit_horizon_law",
+    "fit_horizon_law_by_group",
+    "ScalingLaw2D",
 ]
