@@ -353,12 +353,25 @@ def _time_terms(shape: np.ndarray, backend: str, repeat: int) -> tuple[tuple[flo
     return result, best
 
 
-def _exam(family: Callable[[int], np.ndarray]) -> tuple[Any, float]:
+def _exam_grid(max_T: int) -> np.ndarray:
     from . import asymptotics
 
-    t0 = time.perf_counter()
-    result = asymptotics.qualifying_exam(family)
-    return result, time.perf_counter() - t0
+    grid = asymptotics.EXAM_T[asymptotics.EXAM_T <= max_T]
+    if grid.shape[0] < 3:
+        raise CliError(f"the exam needs horizons up to at least 1e4 (got {max_T}); raise --max-steps")
+    return grid
+
+
+def _run_exam(name: str, params: dict[str, Any], warmup: int, grid: np.ndarray, continuous: bool) -> Any:
+    """qualifying_exam for a named family (a warmup of W steps is kept fixed across T)."""
+    from . import asymptotics
+
+    if warmup:
+        if warmup > grid[0]:
+            raise CliError(f"--warmup {warmup} exceeds the exam's smallest horizon T = {grid[0]}")
+        return asymptotics.qualifying_exam(lambda T: S.make(name, T, warmup=warmup, **params), grid,
+                                           kind="family", continuous=False)
+    return asymptotics.qualifying_exam(name, grid, continuous=continuous, **params)
 
 
 def _backends_for(choice: str) -> list[str]:
@@ -412,8 +425,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             avg = cdfast.average_iterate_bound(eta * shape, D, G, L, backend=backends[0])
             verdict, exam_s = "n/a", math.nan
             if exam_on:
-                fam_params = dict(params, **({"warmup": args.warmup} if args.warmup else {}))
-                result, exam_s = _exam(S.family(name, **fam_params))
+                t0 = time.perf_counter()
+                result = _run_exam(name, params, args.warmup, _exam_grid(max(args.steps, 10**5)), False)
+                exam_s = time.perf_counter() - t0
                 verdict = "qualified" if result.qualified else "not qualified"
             label = schedule_label(name, params)
             rows.append([label, args.steps, eta, last, math.sqrt(args.steps) * (last - L), avg, verdict, exam_s]
@@ -426,7 +440,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         + ("peak LR = bound-optimal (D/G) sqrt(a/b)" if args.peak_lr is None else f"peak LR = {args.peak_lr:g}")))
     print("last_iterate: eq. (2.4) at T; sqrtT_gap = sqrt(T) (bound - L*) (Table 1: 2 for linear); "
           "average_iterate: eq. (2.3); *_ms: best time of one bound pass; "
-          "backend_rel_diff: largest relative difference of (a, b) between backends")
+          "backend_rel_diff: largest relative difference of (a, b) between backends"
+          + ("; exam: Condition 2.5 on horizons 1e3..max(T, 1e5) (`cdfast exam NAME` for the full exam)"
+             if exam_on else ""))
     if args.out:
         write_table(args.out, columns, rows)
         print(f"wrote {args.out}")
@@ -550,12 +566,134 @@ def _not_available(what: str, module: str) -> CliError:
     return CliError(f"{what} is not available in this version (cdfast.{module} is missing)")
 
 
+def _lr_file_family(path: str) -> Callable[[int], np.ndarray]:
+    """A shape from a file as a family: ``s_t(T) = s(t / T)``, linear interpolation on x_i = i / n."""
+    lr = read_lr_file(path)
+    V.check_positive_last(lr, "cdfast exam")
+    shape = lr / lr.max()
+    x = np.arange(shape.shape[0]) / shape.shape[0]
+    return lambda T: np.interp(np.arange(T) / T, x, shape)
+
+
 def cmd_exam(args: argparse.Namespace) -> int:
-    raise _not_available("the qualifying exam", "asymptotics")
+    try:
+        from . import asymptotics  # noqa: F401
+    except ImportError:
+        raise _not_available("the qualifying exam", "asymptotics") from None
+    _check_out(args.plot, (".png",), "--plot")
+    grid = _exam_grid(args.max_steps)
+    if (args.name is None) == (args.lr_file is None):
+        raise CliError("give either a schedule NAME (e.g. `cdfast exam cosine`) or --lr-file FILE")
+    if args.lr_file:
+        if args.warmup:
+            raise CliError("--warmup applies to a named schedule, not to --lr-file")
+        label = os.path.basename(args.lr_file)
+        from .asymptotics import qualifying_exam
+
+        result = qualifying_exam(_lr_file_family(args.lr_file), grid, kind="family", continuous=False)
+    else:
+        name, params = parse_schedule(args.name)
+        label = schedule_label(name, params) + (f" (warmup {args.warmup})" if args.warmup else "")
+        result = _run_exam(name, params, args.warmup, grid, not args.no_integral)
+    print(f"qualifying exam (Condition 2.5) for {label}: {'QUALIFIED' if result.qualified else 'NOT QUALIFIED'}")
+    print(result.reason)
+    _print_table(["T", "sqrtT_bound", "q1_sq", "q2_sq"],
+                 [[int(T), v, q1, q2] for T, v, q1, q2 in zip(result.T, result.values, result.q1_sq, result.q2_sq)])
+    print("sqrtT_bound = sqrt(T) * bound(eta_peak = 1/sqrt(T), D = G = 1) = q1_sq + q2_sq")
+    if result.continuous_q2_sq is not None:
+        print(f"continuous limit: q1^2 = {_fmt(result.continuous_q1_sq)}, q2^2 = {_fmt(result.continuous_q2_sq)}")
+    if args.plot:
+        from . import plot
+
+        _save_plot(lambda: plot.exam_figure(result.T, result.values, qualified=result.qualified, title=label),
+                   args.plot)
+    return 0
+
+
+def _fit_inputs(args: argparse.Namespace) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """(label, lr, steps, loss) from --wandb or --loss-file with --lr-file / --schedule."""
+    if (args.loss_file is None) == (args.wandb is None):
+        raise CliError("give the logged curve as --loss-file FILE.csv (with --lr-file or --schedule) or --wandb FILE.json")
+    if args.wandb:
+        if args.lr_file or args.schedule:
+            raise CliError("--wandb carries its own schedule; drop --lr-file/--schedule")
+        from . import io as cio
+
+        if not os.path.isfile(args.wandb):
+            raise CliError(f"W&B export {args.wandb!r} does not exist")
+        try:
+            run = cio.read_wandb_json(args.wandb)
+        except (KeyError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CliError(f"{args.wandb!r} is not a W&B run export ({type(exc).__name__}: {exc})") from None
+        steps, loss = run.curve()
+        if steps.shape[0] == 0:
+            raise CliError(f"{args.wandb!r} has no finite validation losses to fit")
+        return run.name or os.path.basename(args.wandb), run.lr(), steps, loss
+    steps, loss = read_loss_file(args.loss_file)
+    if args.schedule and args.peak_lr is None:
+        raise CliError("--schedule needs --peak-lr for a fit (the fitted constants depend on the LR scale)")
+    label, lr, is_shape = _schedule_from_args(args)
+    if is_shape:
+        lr = args.peak_lr * lr
+    if steps[-1] > lr.shape[0]:
+        raise CliError(f"the loss file logs step {steps[-1]} but the schedule has only {lr.shape[0]} steps")
+    return label, lr, steps, loss
+
+
+def _prediction_lr(args: argparse.Namespace, lr: np.ndarray) -> tuple[str, np.ndarray] | None:
+    if args.predict_lr_file:
+        p = read_lr_file(args.predict_lr_file)
+        return os.path.basename(args.predict_lr_file), p
+    if not args.predict:
+        return None
+    name, params = parse_schedule(args.predict)
+    T = args.predict_steps or lr.shape[0]
+    peak = args.predict_peak_lr or float(lr.max())
+    warm = {"warmup": args.predict_warmup} if args.predict_warmup else {}
+    return f"{schedule_label(name, params)} (T = {T}, peak {peak:g})", peak * S.make(name, T, **params, **warm)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    raise _not_available("fitting", "fit")
+    try:
+        from .fit import fit_loss_curve
+    except ImportError:
+        raise _not_available("fitting", "fit") from None
+    _check_out(args.out, (".csv", ".json"), "--out")
+    _check_out(args.plot, (".png",), "--plot")
+    label, lr, steps, loss = _fit_inputs(args)
+    V.check_positive_last(lr, "cdfast fit")
+    mask = (steps <= args.fit_frac * lr.shape[0]) & (steps >= args.burn_in)
+    if mask.sum() < 4:
+        raise CliError(f"only {int(mask.sum())} logged points fall in the fitting window "
+                       f"(steps {args.burn_in}..{args.fit_frac:g} T); widen --fit-frac or lower --burn-in")
+    result = fit_loss_curve(lr, steps, loss, fit_steps=mask, robust=args.robust)
+    final = float(result.predict(lr, at=[lr.shape[0]])[0])
+    print(f"fit of {label}: {int(mask.sum())} of {steps.shape[0]} logged points "
+          f"(steps {args.burn_in}..{args.fit_frac:g} T), T = {lr.shape[0]}")
+    print(f"  L_inf = {result.L_inf:.6g}   D~ = {result.D:.6g}   G~ = {result.G:.6g}")
+    print(f"  R^2 (fitted points) = {result.r2:.5f}   R^2 (held out) = {_fmt(result.r2_holdout)}")
+    print(f"  predicted loss at step {lr.shape[0]} = {final:.6g}"
+          + (f" (logged {loss[-1]:.6g})" if steps[-1] == lr.shape[0] else ""))
+    other = _prediction_lr(args, lr)
+    pred_steps = predicted = None
+    if other is not None:
+        olabel, olr = other
+        V.check_positive_last(olr, "cdfast fit --predict")
+        pred_steps = _curve_points(olr.shape[0], 2000)
+        predicted = result.predict(olr, at=pred_steps)
+        print(f"  predicted final loss under {olabel} = {predicted[-1]:.6g}")
+    if args.out:
+        write_table(args.out, ["step", "loss", "fitted", "used_for_fit"],
+                    list(zip(steps.tolist(), loss.tolist(), result.prediction.tolist(),
+                             [int(m) for m in result.fitted])))
+        print(f"wrote {args.out}")
+    if args.plot:
+        from . import plot
+
+        _save_plot(lambda: plot.fit_figure(steps, loss, result.prediction, lr, fit_mask=result.fitted,
+                                           pred_steps=pred_steps, predicted=predicted,
+                                           pred_lr=None if other is None else other[1], title=label), args.plot)
+    return 0
 
 
 # ---------------------------------------------------------------------------
@@ -606,14 +744,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("exam", help="the qualifying exam (Condition 2.5) for a schedule family")
     e.add_argument("name", nargs="?", metavar="NAME[:k=v,...]", help="built-in schedule family")
-    e.add_argument("--lr-file", metavar="FILE", help="a schedule shape, rescaled to every horizon")
+    e.add_argument("--lr-file", metavar="FILE", help="a schedule shape, stretched to every horizon T")
+    e.add_argument("--warmup", type=_nonneg_int, default=0, metavar="W", help="fixed warmup steps")
+    e.add_argument("--max-steps", type=_steps, default=10**7, metavar="T",
+                   help="largest horizon examined (default 1e7; horizons 1e3.. two per decade)")
+    e.add_argument("--no-integral", action="store_true",
+                   help="skip the continuous integral check (faster; discrete sums only)")
     e.add_argument("--plot", metavar="FILE.png", help="sqrt(T) * bound against T")
     e.set_defaults(func=cmd_exam)
 
-    f = sub.add_parser("fit", help="fit eq. (2.4) to a logged loss curve and predict other schedules")
-    f.add_argument("--loss-file", metavar="FILE", help="CSV with columns step,loss")
-    f.add_argument("--wandb", metavar="FILE.json", help="a Weights & Biases JSON export instead")
+    f = sub.add_parser("fit", help="fit eq. (2.4) to a logged loss curve and predict other schedules",
+                       description="Generalization 1: loss(tau) = L_inf + D~^2 a_tau + G~^2 b_tau, fitted on "
+                       "the logged steps up to --fit-frac of the run, scored on the rest.")
+    f.add_argument("--loss-file", metavar="FILE.csv", help="CSV with columns step,loss (1-based steps)")
+    f.add_argument("--wandb", metavar="FILE.json", help="a Weights & Biases run export instead")
     _add_schedule_options(f)
+    f.add_argument("--fit-frac", type=_positive, default=0.5, metavar="F",
+                   help="fit the steps <= F*T, predict the rest (default 0.5, as in the paper)")
+    f.add_argument("--burn-in", type=_nonneg_int, default=0, metavar="S", help="ignore steps < S when fitting")
+    f.add_argument("--robust", action="store_true", help="Huber loss on log residuals")
+    f.add_argument("--predict", metavar="NAME[:k=v,...]", help="predict the loss under this schedule")
+    f.add_argument("--predict-steps", type=_steps, metavar="T", help="its horizon (default: the run's)")
+    f.add_argument("--predict-peak-lr", type=_positive, metavar="X", help="its peak LR (default: the run's)")
+    f.add_argument("--predict-warmup", type=_nonneg_int, default=0, metavar="W")
+    f.add_argument("--predict-lr-file", metavar="FILE", help="predict under the LRs in FILE instead")
+    f.add_argument("--out", metavar="FILE.csv", help="step, loss, fitted, used_for_fit")
+    f.add_argument("--plot", metavar="FILE.png", help="data vs fit vs prediction, residuals, LR")
     f.set_defaults(func=cmd_fit)
 
     b = sub.add_parser("bench", help="speed and agreement of the backends at a few horizons")
