@@ -6,11 +6,17 @@
 #include <math.h>
 #include "cdfast.h"
 
-/* Elements per chunk.  A chunk's gaps live in a stack buffer (8 KiB, stays in
- * L1); CHUNK / BLOCK bounds the length of the plain-summation chains and so
- * the rounding error (see the error bound in cdfast/bounds.py). */
+/* Elements per chunk.  A chunk's gaps and quotients live in two stack buffers
+ * (16 KiB, stays in L1).  BLOCK is the scan block: the serial suffix-sum chain
+ * costs one addition per block.  BLOCK_AVG is the lane count of the average-
+ * iterate sums.  The error bound in cdfast/bounds.py depends on these. */
 #define CHUNK 1024
-#define BLOCK 8
+#define BLOCK 16
+#define BLOCK_AVG 8
+/* Gaps in [PAIR_MIN, PAIR_MAX] may share a denominator: their products stay in
+ * [2^-500, 2^500], far from overflow and from subnormals. */
+#define PAIR_MIN 0x1p-250
+#define PAIR_MAX 0x1p+250
 
 /* Neumaier's compensated addition: (*hi + *lo) += x, with the rounding error
  * of every step kept in *lo.  Used once per chunk, so its serial latency is
@@ -32,22 +38,56 @@ static inline double weight(const double *lr, const double *g, size_t j)
     return g ? w * g[j] : w;
 }
 
+/* The loops below are plain elementwise loops (each lane keeps its own
+ * operation order, so the compiler vectorises them without reassociating);
+ * the Numba kernels use the same loops and round identically. */
+
+/* q[i] <- w_i/gap_i + w_{i+h}/gap_{i+h} over one common denominator: one
+ * division per two terms.  The caller guarantees PAIR_MIN <= gap <= PAIR_MAX. */
+static void pair_quotients(double *restrict q, const double *restrict gap, size_t h)
+{
+    for (size_t i = 0; i < h; i++) {
+        double gu = gap[i], gv = gap[i + h];
+        q[i] = (q[i] * gv + q[i + h] * gu) / (gu * gv);
+    }
+}
+
+static void quotients(double *restrict q, const double *restrict gap, size_t m)
+{
+    for (size_t i = 0; i < m; i++)
+        q[i] = q[i] / gap[i];
+}
+
+/* Pairwise summation in place: fold the top half onto the bottom half; the
+ * error grows with log2(n), not n. */
+static double tree_sum(double *q, size_t n)
+{
+    while (n > 1) {
+        size_t h = n / 2, o = n - h;
+        for (size_t i = 0; i < h; i++)
+            q[i] = q[i] + q[o + i];
+        n = o;
+    }
+    return n == 1 ? q[0] : 0.0;
+}
+
 /*
  * One backward pass over lr[0..n-1] (n >= 1):
  *   *total = P_n (compensated), *terms = sum_{j<n-1} w_j / (P_n - P_j).
  * Returns nonzero if an entry of lr or g is NaN or negative.
  *
- * Why chunks and blocks: the gaps P_n - P_j are a suffix scan, a serial
- * chain of additions.  Splitting each chunk into blocks of BLOCK elements
- * makes the chain one addition per block (the in-block partial sums are
- * independent of each other), and the divisions then run over a buffer in a
- * loop the compiler vectorises.  Memory is read strictly backwards and once,
- * which the hardware prefetcher follows.
+ * Per chunk: (1) a scan, reading memory strictly backwards (the hardware
+ * prefetcher follows), writes gap[i] = (base + s) + l, where the block start
+ * base + s costs one addition per BLOCK elements and l is the in-block suffix
+ * sum, an independent chain per block; the sign checks ride along.
+ * (2) weights and quotients over the L1-resident chunk, two terms per division
+ * when the gaps allow it; (3) a pairwise sum of the quotients.  Chunk totals
+ * are carried with Neumaier compensation.
  */
 static int stream_last(const double *lr, const double *g, size_t n,
                        double *total, double *terms)
 {
-    double gap[CHUNK];
+    double gap[CHUNK], q[CHUNK];
     double c_hi = lr[n - 1], c_lo = 0.0;   /* carry = sum_{t >= hi} eta_t */
     double a_hi = 0.0, a_lo = 0.0;         /* sum of w_j / gap_j so far */
     int bad = !(lr[n - 1] >= 0.0) || (g && !(g[n - 1] >= 0.0));
@@ -57,41 +97,45 @@ static int stream_last(const double *lr, const double *g, size_t n,
         size_t m = hi < CHUNK ? hi : CHUNK;
         size_t lo = hi - m;
         const double *x = lr + lo;
-        const double *gx = g ? g + lo : 0;
         double base = c_hi + c_lo;
-        double s = 0.0;                    /* sum of x[k] for k past the block */
-        size_t r0 = m % BLOCK;
+        double s = 0.0;                    /* sum of the chunk above the block */
+        size_t r0 = m % BLOCK, blk = m;
+        double part;
 
-        /* Scan: gap[i] = base + sum_{k > i, k < m} x[k]. */
-        for (size_t blk = m; blk > r0; blk -= BLOCK) {
-            double l = 0.0;
-            for (size_t i = blk; i-- > blk - BLOCK;) {
-                gap[i] = base + (s + l);
+        while (blk > 0) {
+            size_t nb = blk > r0 ? BLOCK : blk;
+            double t = base + s, l = 0.0;
+            for (size_t j = 0; j < nb; j++) {
+                size_t i = blk - 1 - j;
+                gap[i] = t + l;
                 l += x[i];
                 bad |= !(x[i] >= 0.0);
             }
             s += l;
+            blk -= nb;
         }
-        for (size_t i = r0; i-- > 0;) {
-            gap[i] = base + s;
-            s += x[i];
-            bad |= !(x[i] >= 0.0);
-        }
-        if (gx)
-            for (size_t i = 0; i < m; i++)
+        if (g) {
+            const double *gx = g + lo;
+            for (size_t i = m; i-- > 0;)
                 bad |= !(gx[i] >= 0.0);
+            for (size_t i = 0; i < m; i++)
+                q[i] = (x[i] * x[i]) * gx[i];
+        } else {
+            for (size_t i = 0; i < m; i++)
+                q[i] = x[i] * x[i];
+        }
 
-        /* Divide and sum with BLOCK independent accumulators (vectorisable
-         * without reassociation: each lane keeps its own order). */
-        double acc[BLOCK] = {0.0};
-        size_t i = 0;
-        for (; i + BLOCK <= m; i += BLOCK)
-            for (size_t k = 0; k < BLOCK; k++)
-                acc[k] += weight(x, gx, i + k) / gap[i + k];
-        for (; i < m; i++)
-            acc[0] += weight(x, gx, i) / gap[i];
-        double part = ((acc[0] + acc[1]) + (acc[2] + acc[3]))
-                    + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        /* gap[m-1] = base is the chunk's smallest gap and gap[0] its largest
+         * (sums of non-negative numbers round monotonically). */
+        if (gap[m - 1] >= PAIR_MIN && gap[0] <= PAIR_MAX) {
+            size_t h = m / 2;
+            double odd = m % 2 ? q[m - 1] / gap[m - 1] : 0.0;
+            pair_quotients(q, gap, h);
+            part = tree_sum(q, h) + odd;
+        } else {
+            quotients(q, gap, m);
+            part = tree_sum(q, m);
+        }
 
         neumaier_add(&a_hi, &a_lo, part);
         neumaier_add(&c_hi, &c_lo, s);
@@ -133,10 +177,10 @@ int cdfast_average_iterate(const double *lr, const double *grad_sq, size_t n, do
         size_t m = n - lo < CHUNK ? n - lo : CHUNK;
         const double *x = lr + lo;
         const double *gx = grad_sq ? grad_sq + lo : 0;
-        double p[BLOCK] = {0.0}, w[BLOCK] = {0.0};
+        double p[BLOCK_AVG] = {0.0}, w[BLOCK_AVG] = {0.0};
         size_t i = 0;
-        for (; i + BLOCK <= m; i += BLOCK)
-            for (size_t k = 0; k < BLOCK; k++) {
+        for (; i + BLOCK_AVG <= m; i += BLOCK_AVG)
+            for (size_t k = 0; k < BLOCK_AVG; k++) {
                 p[k] += x[i + k];
                 w[k] += weight(x, gx, i + k);
                 bad |= !(x[i + k] >= 0.0) || (gx && !(gx[i + k] >= 0.0));
