@@ -8,6 +8,7 @@ from . import schedules
 from ._backends import available_backends
 from .bounds import average_iterate_bound, bound_terms, last_iterate_bound
 from .curve import bound_curve, bound_curve_terms
+from .asymptotics import ExamResult, Q, asymptotic_constants, bound_vs_peak_lr, optimal_eta_ref, optimal_peak_lr, qualifying_exam, table1
 from . import io
 from .fit import CurveFit, fit_loss_curve, fit_loss_curves
 from .laws import HorizonFit, PeakLRFit, fit_horizon_law, fit_horizon_law_by_group, fit_peak_lr_law
@@ -33,4 +34,12 @@ __all__ = [
     "fit_horizon_law",
     "fit_horizon_law_by_group",
     "ScalingLaw2D",
+    "optimal_peak_lr",
+    "bound_vs_peak_lr",
+    "asymptotic_constants",
+    "table1",
+    "qualifying_exam",
+    "ExamResult",
+    "Q",
+    "optimal_eta_ref",
 ]
