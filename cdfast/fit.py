@@ -205,20 +205,27 @@ def fit_loss_curves(
     fit_steps: Sequence[Any] | None = None,
     grad_sq: Sequence[ArrayLike | None] | None = None,
     robust: bool = False,
+    terms: Sequence[tuple[ArrayLike, ArrayLike] | None] | None = None,
 ) -> CurveFit:
     """Joint Generalization-1 fit: several runs share ``(L_inf, D~, G~)``.
 
     Parameters are lists with one entry per run, each as in :func:`fit_loss_curve`
     (``fit_steps[i]`` may be None to fit all of run ``i``).  The result's arrays are
     the runs' points concatenated; ``CurveFit.run`` tells them apart.
+
+    ``terms[i]``, if given, is run ``i``'s ``bound_curve_terms(lr, grad_sq, at=steps)``
+    computed beforehand, so that many fits of the same runs (windows, subsets of runs)
+    evaluate each schedule's curve once; ``lrs[i]`` and ``grad_sq[i]`` are then unused.
     """
     n = len(lrs)
     if n == 0 or len(steps) != n or len(losses) != n:
         raise ValueError(f"lrs, steps and losses need one entry per run, got {len(lrs)}, {len(steps)}, {len(losses)}")
     fit_steps = [None] * n if fit_steps is None else list(fit_steps)
     grad_sq = [None] * n if grad_sq is None else list(grad_sq)
-    if len(fit_steps) != n or len(grad_sq) != n:
-        raise ValueError(f"fit_steps and grad_sq need one entry per run ({n}), got {len(fit_steps)} and {len(grad_sq)}")
+    terms = [None] * n if terms is None else list(terms)
+    if len(fit_steps) != n or len(grad_sq) != n or len(terms) != n:
+        raise ValueError(f"fit_steps, grad_sq and terms need one entry per run ({n}), "
+                         f"got {len(fit_steps)}, {len(grad_sq)} and {len(terms)}")
     rows, ys, masks, ss, runs = [], [], [], [], []
     for i in range(n):
         tag = "" if n == 1 else f" (run {i})"
@@ -230,7 +237,13 @@ def fit_loss_curves(
             j = int(np.argmax(~np.isfinite(y)))
             raise ValueError(f"loss{tag}[{j}] (step {s[j]}) is {y[j]}; drop unlogged points before fitting")
         m = _fit_mask(fit_steps[i], s, "fit_steps" + tag)
-        a, b = _design(lrs[i], s, grad_sq[i])
+        if terms[i] is None:
+            a, b = _design(lrs[i], s, grad_sq[i])
+        else:
+            a, b = (np.asarray(t, dtype=np.float64) for t in terms[i])
+            if a.shape != s.shape or b.shape != s.shape:
+                raise ValueError(f"terms{tag} must be two arrays with one entry per logged step ({s.size}), "
+                                 f"got shapes {a.shape} and {b.shape}")
         bad = m & ~(np.isfinite(a) & np.isfinite(b))
         if bad.any():
             j = int(np.argmax(bad))
