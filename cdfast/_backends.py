@@ -38,6 +38,7 @@ _EMPTY = np.zeros(1)
 
 def _load_numba() -> Backend:
     from . import _numba as k
+    from . import _numba_curve as kc
 
     def g_args(g):
         return (_EMPTY, False) if g is None else (g, True)
@@ -47,6 +48,8 @@ def _load_numba() -> Backend:
         last_iterate=lambda lr, g, out: int(k._last_iterate(lr, *g_args(g), out)),
         average_iterate=lambda lr, g, out: int(k._average_iterate(lr, *g_args(g), out)),
         curve_exact=lambda lr, g, at, a, b: int(k._curve_exact(lr, *g_args(g), at, a, b)),
+        curve_fast=lambda lr, g, at, u, c, a, b, scratch: int(
+            kc._curve_fast(lr, *g_args(g), at, u, c, a, b, scratch)),
     )
 
 

@@ -2,7 +2,35 @@
 
 A learning-rate sequence in, a bound sequence out.  ``method="exact"`` runs the
 single-pass kernel of cdfast.bounds once per requested tau (O(T * len(at)), parallel
-over tau).
+over tau).  ``method="fast"`` evaluates the causal Cauchy sum
+
+    b_tau = (1/2) [eta_tau G_tau^2 + sum_{j<tau} w_j K(P_tau - P_j)],  K(x) = 1/x,
+
+with K replaced by a sum of exponentials K~(x) = sum_m c_m exp(-u_m x) of uniform
+relative error on the range of gaps that occur, in O(T * M) time and O(T + M) memory.
+
+Error bound of the fast method (u = 2^-53, M nodes)
+---------------------------------------------------
+Kernel.  1/x = int exp(s - e^s x) ds.  The trapezoid rule with step h over all s_k =
+s_0 + k h has relative error <= 2 sum_{n>=1} |Gamma(1 + 2 pi i n / h)| (Poisson
+summation; |Gamma(1 + iy)|^2 = pi y / sinh(pi y)), uniformly in x > 0.  Dropping the
+nodes below s_0 costs at most e^{s_0} x_max, dropping those above s_{M-1} at most
+exp(-e^{s_{M-1}} x_min) (relative, for x in [x_min, x_max]).  The gaps that enter a
+finite b_tau lie in [x_min, x_max] = [smallest positive LR, P_T].  h, s_0 and s_{M-1}
+are chosen so that these three errors sum to at most rtol / 2 (:func:`_design_nodes`).
+Because every c_m > 0 and every w_j >= 0, the uniform relative error of K~ bounds the
+relative error of the whole sum.
+
+Arithmetic.  Per node the kernel keeps an anchor (see cdfast/_numba_curve.py): a
+contribution whose total decay is y = u_m (P_tau - P_j) is rounded through at most
+y / REBASE + 2 anchors; each contributes <= 5 u plus an exponent error <= 3 u times the
+decay it applies (compensated distance, product with u_m, rounded node), and its entry
+factor 1/E adds <= 3 u REBASE + 3 u.  With REBASE = 2 a contribution's relative error is
+<= (5.5 y + 27) u.  Weighted by the kernel (sum_m c_m y_m e^{-y_m} <= 1.01 / x), the
+average over nodes is <= 33 u; the sum over M nodes adds (M - 1) u and the final
+(1/2)(eta_tau G_tau^2 + .) 2 u.  So the arithmetic error is <= (M + 40) u, and the
+design refuses an rtol for which (M + 40) u > rtol / 2.  Total: every finite entry of
+``b`` has relative error <= rtol; ``a`` (a compensated prefix sum) <= 3 u.
 """
 
 from __future__ import annotations
@@ -10,11 +38,68 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+import logging
+import math
+
+from scipy.optimize import brentq
+
 from . import _validate as V
 from ._backends import OK, get_backend
 
+log = logging.getLogger("cdfast")
+
 FloatArray = NDArray[np.float64]
 METHODS = ("auto", "exact", "fast")
+RTOL_MIN = 1e-13  # below this the arithmetic error (M + 40) u no longer fits in rtol / 2
+RTOL_MAX = 1e-2
+# method="auto" runs the exact method while its work sum(at) (element-steps) is below
+# this: a few tens of milliseconds on one core.
+AUTO_EXACT_WORK = 3e7
+_U = 2.0**-53
+
+
+def _alias_error(h: float) -> float:
+    """2 sum_{n>=1} |Gamma(1 + 2 pi i n / h)|: the trapezoid rule's relative error on 1/x."""
+    y = 2.0 * math.pi * np.arange(1, 64) / h
+    z = math.pi * y
+    log_sinh = z + np.log1p(-np.exp(-2.0 * z)) - math.log(2.0)
+    return float(2.0 * np.sum(np.exp(0.5 * (np.log(z) - log_sinh))))
+
+
+def _design_nodes(x_min: float, x_max: float, rtol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes u_m and weights c_m with |sum_m c_m exp(-u_m x) x - 1| <= rtol / 2 on
+    [x_min, x_max] (budget: rtol / 4 aliasing, rtol / 8 each tail)."""
+    eps = rtol / 2.0
+    h = brentq(lambda step: math.log(_alias_error(step)) - math.log(eps / 2.0), 0.02, 4.0, xtol=1e-12)
+    s_lo = math.log((eps / 4.0) / x_max)  # e^{s_0} x_max <= eps / 4
+    s_hi = math.log(max(math.log(4.0 / eps), 1.0) / x_min)  # exp(-e^{s_top} x_min) <= eps / 4
+    M = int(math.ceil((s_hi - s_lo) / h)) + 1
+    s = s_lo + h * np.arange(M)
+    u = np.exp(s)
+    c = h * u
+    if not (np.all(np.isfinite(u)) and np.all(np.isfinite(c)) and u[0] > 0.0):
+        raise ValueError(
+            f"the learning rates span [{x_min!r}, {x_max!r}], too wide a range for "
+            "method='fast' in double precision; use method='exact' or rescale lr"
+        )
+    if (M + 40) * _U > rtol / 2.0:
+        raise ValueError(
+            f"rtol = {rtol!r} is too small for method='fast' on this schedule ({M} nodes: "
+            f"arithmetic error up to {(M + 40) * _U:.1e}); use rtol >= {2 * (M + 40) * _U:.1e} "
+            "or method='exact'"
+        )
+    return np.ascontiguousarray(u), np.ascontiguousarray(c)
+
+
+def _fast_nodes_for(x: np.ndarray, last: int, rtol: float) -> tuple[np.ndarray, np.ndarray]:
+    head = x[:last]
+    positive = head[head > 0.0]
+    if positive.size == 0:  # every entry is +inf; any nodes will do
+        return np.ones(1), np.ones(1)
+    x_max = float(math.fsum(head))
+    if not math.isfinite(x_max):
+        V.raise_for_values({"lr": x})
+    return _design_nodes(float(positive.min()), max(x_max, float(positive.min())), rtol)
 
 
 def _check_at(at: ArrayLike | None, T: int) -> np.ndarray:
@@ -55,6 +140,34 @@ def bound_curve_terms(
     ``bound_curve(lr, D, G, L_star) == L_star + D**2 * a + G**2 * b``.  Where the
     bound is infinite (eta_tau == 0, or P_tau == 0) ``b`` (and ``a`` when P_tau == 0)
     is ``+inf``.
+
+    Parameters
+    ----------
+    lr : array_like, shape (T,)
+        Learning rates eta_1 .. eta_T (``lr[i] = eta_{i+1}``), finite and >= 0.
+    grad_sq : array_like, shape (T,), optional
+        Per-step G_t^2 (Schaipp et al. 2025).
+    at : array_like of int, optional
+        Sorted, strictly increasing 1-based iterations; None means 1..T.
+    method : {"auto", "exact", "fast"}
+        "exact": one O(tau) backward pass per requested tau (O(T * len(at))), the
+        reference.  "fast": an exponential-sum evaluation in O(at[-1] * M) time and
+        O(T + M) memory, M = O((log(P_T / min eta) + log(1/rtol)) log(1/rtol)) nodes
+        (a few hundred); every finite entry of ``b`` has relative error <= ``rtol``
+        and ``a`` a few ulp (module docstring).  "auto": exact while sum(at) <
+        3e7 element-steps, else fast (exact if fast cannot meet ``rtol``).
+    rtol : float
+        Relative error guaranteed by the fast method, in [1e-13, 1e-2].
+    backend : {None, "auto", "numba", "c"}
+
+    Returns
+    -------
+    (a, b) : tuple of ndarray, shape (len(at),)
+
+    Notes
+    -----
+    Eq. (2.4) at every tau, in the single-sum form of MATH.md section 2; the fast
+    method's error bound is derived in the module docstring.
     """
     x = V.as_vector(lr, "lr")
     g = V.check_grad_sq(grad_sq, x.shape[0])
@@ -64,10 +177,29 @@ def bound_curve_terms(
     taus = _check_at(at, x.shape[0])
     if method not in METHODS:
         raise ValueError(f"method = {method!r} is not one of {METHODS}")
+    rtol = V.check_scalar(rtol, "rtol")
+    if not RTOL_MIN <= rtol <= RTOL_MAX:
+        raise ValueError(f"rtol = {rtol!r} is outside [{RTOL_MIN}, {RTOL_MAX}]; pick a relative tolerance in that range")
     be = get_backend(backend)
     a = np.empty(taus.shape[0])
     b = np.empty(taus.shape[0])
-    status = be.curve_exact(x, g, taus, a, b)
+    last = int(taus[-1])
+    if method == "auto":
+        method = "exact" if float(taus.sum()) < AUTO_EXACT_WORK else "fast"
+        if method == "fast":
+            try:
+                nodes = _fast_nodes_for(x, last, rtol)
+            except ValueError as exc:  # fast cannot meet rtol here: exact always can
+                log.info("cdfast: bound_curve uses the exact method (%s)", exc)
+                method = "exact"
+    elif method == "fast":
+        nodes = _fast_nodes_for(x, last, rtol)
+    if method == "fast":
+        if be.curve_fast is None:
+            raise ValueError(f"backend {be.name!r} has no fast curve kernel; use method='exact'")
+        status = be.curve_fast(x, g, taus, nodes[0], nodes[1], a, b, np.empty(taus.shape[0]))
+    else:
+        status = be.curve_exact(x, g, taus, a, b)
     if status != OK:
         V.raise_for_values({"lr": x, "grad_sq": g})
     return a, b
@@ -84,7 +216,26 @@ def bound_curve(
     rtol: float = 1e-12,
     backend: str | None = None,
 ) -> FloatArray:
-    """The bound of eq. (2.4) at every tau = 1..T (or at the sorted 1-based ``at``)."""
+    """The bound of eq. (2.4) at every tau = 1..T (or at the sorted 1-based ``at``).
+
+    ``L_star + D**2 * a + G**2 * b`` with ``(a, b) = bound_curve_terms(...)``; see
+    :func:`bound_curve_terms` for ``at``, ``method``, ``rtol`` and the error bound.
+    Entries where the bound is infinite (eta_tau == 0 after a positive LR, or
+    P_tau == 0) are ``+inf``, without warnings.
+
+    Examples
+    --------
+    >>> import cdfast
+    >>> lr = 1e-3 * cdfast.schedules.wsd(100_000)
+    >>> curve = cdfast.bound_curve(lr, D=1.0, G=1.0, method="fast", rtol=1e-10)
+    >>> bool(abs(curve[-1] / cdfast.last_iterate_bound(lr) - 1) < 1e-10)
+    True
+
+    Notes
+    -----
+    Eq. (2.4) of Bu, Xu, Mao (2026) at every tau (Generalization 1, eq. 3.1, uses it
+    with fitted constants).
+    """
     D = V.check_scalar(D, "D")
     G = V.check_scalar(G, "G")
     L_star = V.check_scalar(L_star, "L_star", nonneg=False)

@@ -1,0 +1,134 @@
+"""Numba kernel of the fast whole curve: the same algorithm, in the same floating-point
+order, as csrc/curve.c.
+
+The kernel evaluates, for every node m of an exponential sum (u_m, c_m) and every
+step tau, the causal sum F_m(tau) = sum_{j<tau} w_j exp(-u_m (P_tau - P_j)) and
+records sum_m c_m F_m(tau) at the requested iterations.  The node design and the error
+bound are in cdfast/curve.py.
+
+Why per-node anchors instead of the textbook recursion F <- exp(-u eta)(F + w): the
+recursion multiplies every contribution by one rounded factor per step, a relative
+error of ~T u after T steps.  Here each node keeps an anchor A (a past P_tau), the
+distance d = P_tau - A as a compensated running sum of the LRs since the anchor, and
+R = sum_j w_j exp(u (P_j - A)) as a compensated sum.  Then F = exp(-u d) R is computed
+from d directly, and once u d exceeds REBASE the anchor moves to P_tau (R <- F, d <- 0).
+A contribution meets O(1 + its total decay / REBASE) roundings, independent of T.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ._numba import _OPTS
+
+OK, BAD_INPUT, NOT_FINITE, BAD_ARGUMENT = 0, 1, 2, 3
+# Rebase threshold on u_m d (see csrc/curve.c: CDFAST_CURVE_REBASE).  After a rebase
+# every factor exp(-u_m d) of a live anchor is >= exp(-REBASE), so 1/E never overflows.
+REBASE = 2.0
+# The nodes are split into this many contiguous groups, one per thread.  A fixed
+# count (not the thread count) keeps the summation order, and so the result, the
+# same on any machine and in both backends.
+GROUPS = 2
+
+
+@numba.njit(inline="always", **_OPTS)
+def _two_sum(hi, lo, x):
+    # (hi + lo) += x with the rounding error of the addition kept in lo (Knuth's
+    # branch-free TwoSum).
+    s = hi + x
+    bp = s - hi
+    err = (hi - (s - bp)) + (x - bp)
+    return s, lo + err
+
+
+@numba.njit(**_OPTS)
+def _fast_group(lr, g, has_g, at, u, c, m0, m1, out):
+    """out[k] = sum_{m0<=m<m1} c_m F_m(at[k]) for every k (nodes m0..m1-1 only)."""
+    nn = m1 - m0
+    r_hi = np.zeros(nn)
+    r_lo = np.zeros(nn)
+    d_hi = np.zeros(nn)
+    d_lo = np.zeros(nn)
+    e = np.ones(nn)
+    last = at[at.shape[0] - 1]
+    k = 0
+    w = 0.0
+    for t in range(last):  # t = tau - 1
+        eta = lr[t]
+        if t > 0:
+            x = lr[t - 1]
+            w = (x * x) * g[t - 1] if has_g else x * x
+        record = at[k] == t + 1
+        acc = 0.0
+        for i in range(nn):
+            rh = r_hi[i]
+            rl = r_lo[i]
+            dh = d_hi[i]
+            dl = d_lo[i]
+            if t > 0:
+                # w_{tau-1} enters at P_{tau-1}, where the factor exp(u (P_{tau-1} - A))
+                # is 1/E of the previous step.
+                rh, rl = _two_sum(rh, rl, w / e[i])
+                dh, dl = _two_sum(dh, dl, eta)
+            y = u[m0 + i] * (dh + dl)
+            ei = math.exp(-y)
+            f = ei * (rh + rl)
+            if record:
+                acc += c[m0 + i] * f
+            if y > REBASE:
+                rh = f
+                rl = 0.0
+                dh = 0.0
+                dl = 0.0
+                ei = 1.0
+            r_hi[i] = rh
+            r_lo[i] = rl
+            d_hi[i] = dh
+            d_lo[i] = dl
+            e[i] = ei
+        if record:
+            out[k] = acc
+            k += 1
+
+
+@numba.njit(parallel=True, **_OPTS)
+def _curve_fast(lr, g, has_g, at, u, c, a_out, b_out, scratch):
+    """Coefficients (a, b) of eq. (2.4) at each tau in ``at`` from the exponential sum
+    with nodes ``u`` and weights ``c``.  ``scratch`` has len(at) entries (the second
+    node group's partial sums).  Returns a status."""
+    n = lr.shape[0]
+    m = at.shape[0]
+    for i in range(m):
+        if at[i] < 1 or at[i] > n or (i > 0 and at[i] <= at[i - 1]):
+            return BAD_ARGUMENT
+    nodes = u.shape[0]
+    half = (nodes + 1) // 2
+    for grp in numba.prange(GROUPS):
+        if grp == 0:
+            _fast_group(lr, g, has_g, at, u, c, 0, half, b_out)
+        else:
+            _fast_group(lr, g, has_g, at, u, c, half, nodes, scratch)
+    # a_tau = 1/(2 P_tau) from a compensated prefix sum; b_tau combines the groups
+    # in a fixed order.
+    p_hi = 0.0
+    p_lo = 0.0
+    k = 0
+    status = OK
+    for t in range(at[m - 1]):
+        p_hi, p_lo = _two_sum(p_hi, p_lo, lr[t])
+        if at[k] == t + 1:
+            eta = lr[t]
+            a_out[k] = 0.5 / (p_hi + p_lo)
+            if eta > 0.0:
+                b_out[k] = 0.5 * ((eta * g[t] if has_g else eta) + (b_out[k] + scratch[k]))
+                if not math.isfinite(b_out[k]):
+                    status = NOT_FINITE
+            else:
+                b_out[k] = math.inf
+            k += 1
+    if not math.isfinite(p_hi):
+        status = NOT_FINITE
+    return status
