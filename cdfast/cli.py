@@ -671,7 +671,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"fit of {label}: {int(mask.sum())} of {steps.shape[0]} logged points "
           f"(steps {args.burn_in}..{args.fit_frac:g} T), T = {lr.shape[0]}")
     print(f"  L_inf = {result.L_inf:.6g}   D~ = {result.D:.6g}   G~ = {result.G:.6g}")
-    print(f"  R^2 (fitted points) = {result.r2:.5f}   R^2 (held out) = {_fmt(result.r2_holdout)}")
+    from .fit import r_squared
+
+    later = steps > args.fit_frac * lr.shape[0]
+    r2_later = r_squared(loss[later], result.prediction[later]) if later.sum() >= 2 else math.nan
+    print(f"  R^2 (fitted points) = {result.r2:.5f}   R^2 (steps after {args.fit_frac:g} T, predicted) = "
+          f"{_fmt(r2_later)}")
     print(f"  predicted loss at step {lr.shape[0]} = {final:.6g}"
           + (f" (logged {loss[-1]:.6g})" if steps[-1] == lr.shape[0] else ""))
     other = _prediction_lr(args, lr)

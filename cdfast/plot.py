@@ -97,15 +97,23 @@ def fit_figure(steps: ArrayLike, loss: ArrayLike, fitted: ArrayLike, lr: ArrayLi
     ax_lr.set_ylabel("learning rate")
     ax_l.plot(steps[mask], loss[mask], ".", color="0.3", ms=3, label="loss (fitted)")
     if (~mask).any():
-        ax_l.plot(steps[~mask], loss[~mask], ".", color="tab:red", ms=3, label="loss (held out)")
+        ax_l.plot(steps[~mask], loss[~mask], ".", color="tab:red", ms=3, label="loss (not fitted)")
     ax_l.plot(steps, fitted, color="tab:blue", lw=1.5, label="fitted bound")
     if predicted is not None and pred_steps is not None:
         ax_l.plot(np.asarray(pred_steps), np.asarray(predicted, dtype=float), color="tab:green", lw=1.5,
                   ls="--", label="predicted, other schedule")
+    # early steps of the bound can be far above the data: frame the data, not the model
+    span = float(loss.max() - loss.min()) or 1.0
+    ax_l.set_ylim(float(loss.min()) - 0.1 * span, float(loss.max()) + 0.1 * span)
     ax_l.set_ylabel("loss")
     ax_l.legend(fontsize="small")
     ax_r.axhline(0.0, color="0.6", lw=0.8)
-    ax_r.plot(steps, loss - fitted, ".", color="tab:purple", ms=3)
+    resid = loss - fitted
+    ax_r.plot(steps, resid, ".", color="tab:purple", ms=3)
+    finite = resid[np.isfinite(resid)]
+    if finite.size:
+        lim = 1.2 * float(np.quantile(np.abs(finite), 0.95)) or 1.0
+        ax_r.set_ylim(-lim, lim)
     ax_r.set_ylabel("residual")
     ax_r.set_xlabel("step")
     if title:
