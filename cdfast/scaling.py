@@ -148,7 +148,7 @@ class ScalingLaw2D:
             bad = ~np.isfinite(v) | (v <= 0)
             if bad.any():
                 i = int(np.argmax(bad))
-                raise ValueError(f"{name}[{i}] = {v[i]!r}; it must be finite and positive")
+                raise ValueError(f"{name}[{i}] = {float(v[i])}; it must be finite and positive")
         if not np.all(np.isfinite(y)):
             i = int(np.argmax(~np.isfinite(y)))
             raise ValueError(f"loss[{i}] is {y[i]}; drop runs without a final loss")
