@@ -35,9 +35,10 @@ enum {
  *   out[1] = b = (1/2) [ eta_n G_n^2 + sum_{j<n} eta_j^2 G_j^2 / (P_n - P_j) ]
  * so that bound = L_* + D^2 a + G^2 b.  One backward streaming pass: the gaps
  * P_n - P_j are suffix sums (no cancellation), accumulated in chunks whose
- * totals are carried with Neumaier compensation.  O(n) time, O(1) memory
- * (a fixed stack buffer).  Relative error of a and b <= ~300 u (u = 2^-53),
- * see cdfast/bounds.py.  If lr[n-1] == 0 the result is +inf (status OK);
+ * totals are carried with Neumaier compensation; two terms share a division
+ * when the chunk's gaps lie in [2^-250, 2^250].  O(n) time, O(1) memory
+ * (fixed stack buffers).  Relative error of a and b <= ~110 u (u = 2^-53)
+ * barring subnormal intermediates, see cdfast/bounds.py.  If lr[n-1] == 0 the result is +inf (status OK);
  * the Python layer refuses that input before calling.
  */
 int cdfast_last_iterate(const double *lr, const double *grad_sq, size_t n, double *out);
@@ -57,6 +58,21 @@ int cdfast_average_iterate(const double *lr, const double *grad_sq, size_t n, do
  */
 int cdfast_curve_exact(const double *lr, const double *grad_sq, size_t n,
                        const int64_t *at, size_t m, double *a_out, double *b_out);
+/*
+ * The fast whole curve (cdfast/curve.py designs the nodes and proves the bound):
+ *   a_out[i] = 1 / (2 P_tau),
+ *   b_out[i] = (1/2) [ eta_tau G_tau^2 + sum_k c_k sum_{j<tau} w_j exp(-u_k (P_tau - P_j)) ]
+ * at tau = at[i] (1-based, strictly increasing in [1, n]), for the
+ * exponential-sum nodes u[0..nodes-1] with weights c[0..nodes-1] (nodes <=
+ * 2 * CDFAST_CURVE_MAX_NODES).  O(at[m-1] * nodes) time; per-node state lives
+ * on the stack; scratch holds m doubles (the second node group's partial
+ * sums).  Entries with eta_tau == 0 are +inf in b_out; P_tau == 0 gives +inf
+ * in a_out.  Nodes run in two fixed groups, in parallel under OpenMP.
+ */
+enum { CDFAST_CURVE_MAX_NODES = 1024 };
+int cdfast_curve_fast(const double *lr, const double *grad_sq, size_t n,
+                      const int64_t *at, size_t m, const double *u, const double *c,
+                      size_t nodes, double *a_out, double *b_out, double *scratch);
 /* CDEF-END */
 
 #endif
