@@ -54,13 +54,18 @@ def _lines(x: FloatArray, y: FloatArray, si, ri, ns: int, nr: int):
 
 
 def _choose(Q: FloatArray) -> int:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        logq = np.where(Q > 0, np.log(np.where(Q > 0, Q, 1.0)), np.inf)
-    logq = np.where(np.isnan(Q), np.nan, logq)
-    score = np.nanmean(logq, axis=0)
-    if np.all(np.isnan(score)):
+    """Column of the smallest geometric-mean Q~ over the sizes where it was fitted.
+
+    A non-positive Q~ (no horizon dependence, or the wrong sign) never wins.
+    """
+    have = ~np.isnan(Q)
+    if not have.any():
         raise ValueError("no (size, eta_ref) cell has two distinct horizons; run each eta_ref at >= 2 horizons")
-    return int(np.nanargmin(score))
+    logq = np.where(have & (Q > 0), np.log(np.where(Q > 0, Q, 1.0)), np.inf)
+    logq[~have] = 0.0
+    count = have.sum(axis=0)
+    score = np.where(count > 0, logq.sum(axis=0) / np.maximum(count, 1), np.inf)
+    return int(np.argmin(score))
 
 
 def _power(sizes: FloatArray, v: FloatArray, N: FloatArray) -> FloatArray:
