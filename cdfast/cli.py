@@ -357,8 +357,9 @@ def _exam_grid(max_T: int) -> np.ndarray:
     from . import asymptotics
 
     grid = asymptotics.EXAM_T[asymptotics.EXAM_T <= max_T]
-    if grid.shape[0] < 3:
-        raise CliError(f"the exam needs horizons up to at least 1e4 (got {max_T}); raise --max-steps")
+    if grid.shape[0] < 4:
+        raise CliError(f"the exam needs at least 4 horizons, i.e. up to T >= {int(asymptotics.EXAM_T[3])} "
+                       f"(got {max_T}); raise --max-steps")
     return grid
 
 

@@ -319,3 +319,120 @@ def test_subprocess_report_runs(tmp_path):
     for name in cli.DEFAULT_SCHEDULES:
         assert name in p.stdout
     assert p.stderr == "" or "not available" in p.stderr  # no progress line when stderr is a pipe
+
+
+# ---------------------------------------------------------------------------
+# exam
+
+
+def test_exam_named_and_file(capsys, tmp_path):
+    pytest.importorskip("cdfast.asymptotics", reason="cdfast.asymptotics (the exam) is not in this tree")
+    import cdfast
+
+    png = tmp_path / "e.png"
+    code, text, err = run(capsys, "exam", "linear", "--max-steps", "1e5", "--no-integral", "--plot", png)
+    assert code == 0, err
+    assert "linear: QUALIFIED" in text
+    row = next(line.split() for line in text.splitlines() if line.startswith("1000 "))
+    assert float(row[1]) == pytest.approx(math.sqrt(1000) * cdfast.last_iterate_bound(schedules.linear(1000) / math.sqrt(1000)),
+                                          rel=1e-3)  # printed to 4 digits
+    assert png.read_bytes().startswith(PNG)
+    code, text, err = run(capsys, "exam", "constant", "--max-steps", "1e5")
+    assert code == 0, err
+    assert "NOT QUALIFIED" in text
+    lr = _write(tmp_path, "lr.txt", "".join(f"{v!r}\n" for v in (1.0, 0.8, 0.5, 0.2, 0.1)))
+    code, text, err = run(capsys, "exam", "--lr-file", lr, "--max-steps", "1e5")
+    assert code == 0, err
+    assert "NOT QUALIFIED" in text and "does not decay to 0" in text
+
+
+def test_exam_bad_input(capsys, tmp_path):
+    pytest.importorskip("cdfast.asymptotics", reason="cdfast.asymptotics (the exam) is not in this tree")
+    code, _, err = run(capsys, "exam", "warp")
+    assert_usage_error(code, err, "unknown schedule")
+    code, _, err = run(capsys, "exam")
+    assert_usage_error(code, err, "give either")
+    zero = _write(tmp_path, "z.txt", "1\n0.5\n0\n")
+    code, _, err = run(capsys, "exam", "--lr-file", zero)
+    assert_usage_error(code, err, "final learning rate")
+    code, _, err = run(capsys, "exam", "linear", "--max-steps", 100)
+    assert_usage_error(code, err, "--max-steps")
+
+
+# ---------------------------------------------------------------------------
+# fit
+
+
+def _synthetic_log(tmp_path, L=1.3, D2=0.4, G2=0.2, T=120, every=6):
+    """A loss log that follows eq. (2.4) exactly (nested-sum formula) for known constants."""
+    lr = 0.2 * schedules.linear(T)
+    steps = np.arange(every, T + 1, every)
+    loss = [last_iterate_naive(lr[:t], D=math.sqrt(D2), G=math.sqrt(G2), L_star=L) for t in steps]
+    (tmp_path / "loss.csv").write_text("step,loss\n" + "".join(f"{s},{v!r}\n" for s, v in zip(steps, loss)))
+    np.save(tmp_path / "lr.npy", lr)
+    return lr, steps, np.array(loss)
+
+
+def test_fit_recovers_constants(capsys, tmp_path):
+    pytest.importorskip("cdfast.fit", reason="cdfast.fit is not in this tree")
+    lr, steps, loss = _synthetic_log(tmp_path)
+    out, png = tmp_path / "f.csv", tmp_path / "f.png"
+    code, text, err = run(capsys, "fit", "--loss-file", tmp_path / "loss.csv", "--lr-file", tmp_path / "lr.npy",
+                          "--out", out, "--plot", png, "--predict", "cosine")
+    assert code == 0, err
+    consts = dict(kv.strip().split(" = ") for kv in text.splitlines()[1].split("   "))
+    assert float(consts["L_inf"]) == pytest.approx(1.3, rel=1e-5)
+    assert float(consts["D~"]) == pytest.approx(math.sqrt(0.4), rel=1e-5)
+    assert float(consts["G~"]) == pytest.approx(math.sqrt(0.2), rel=1e-5)
+    rows = read_csv(out)
+    np.testing.assert_allclose([float(r["fitted"]) for r in rows], loss, rtol=1e-8)
+    assert sum(int(r["used_for_fit"]) for r in rows) == int((steps <= 60).sum())
+    expected = last_iterate_naive(0.2 * schedules.cosine(120), D=math.sqrt(0.4), G=math.sqrt(0.2), L_star=1.3)
+    pred = float(text.split("predicted final loss under cosine")[1].split(") = ")[1].split()[0])
+    assert pred == pytest.approx(expected, rel=1e-5)
+    assert png.read_bytes().startswith(PNG)
+
+
+def test_fit_with_schedule_spec(capsys, tmp_path):
+    pytest.importorskip("cdfast.fit", reason="cdfast.fit is not in this tree")
+    _synthetic_log(tmp_path)
+    code, text, err = run(capsys, "fit", "--loss-file", tmp_path / "loss.csv", "--schedule", "linear",
+                          "--steps", 120, "--peak-lr", 0.2, "--fit-frac", 1)
+    assert code == 0, err
+    assert "L_inf = 1.3" in text
+
+
+def test_fit_bad_input(capsys, tmp_path):
+    pytest.importorskip("cdfast.fit", reason="cdfast.fit is not in this tree")
+    _synthetic_log(tmp_path)
+    lrf = str(tmp_path / "lr.npy")
+    nan = _write(tmp_path, "nan.csv", "step,loss\n1,3.0\n2,nan\n3,2.5\n")
+    code, _, err = run(capsys, "fit", "--loss-file", nan, "--lr-file", lrf)
+    assert_usage_error(code, err, "row 2", "loss is nan")
+    unsorted = _write(tmp_path, "u.csv", "step,loss\n2,3.0\n1,2.9\n")
+    code, _, err = run(capsys, "fit", "--loss-file", unsorted, "--lr-file", lrf)
+    assert_usage_error(code, err, "strictly increasing")
+    nocol = _write(tmp_path, "n.csv", "time,value\n1,3.0\n")
+    code, _, err = run(capsys, "fit", "--loss-file", nocol, "--lr-file", lrf)
+    assert_usage_error(code, err, "'step' and 'loss'")
+    code, _, err = run(capsys, "fit", "--loss-file", tmp_path / "loss.csv", "--schedule", "linear", "--steps", 120)
+    assert_usage_error(code, err, "--peak-lr")
+    code, _, err = run(capsys, "fit", "--loss-file", tmp_path / "loss.csv", "--schedule", "linear", "--steps", 50,
+                       "--peak-lr", 0.1)
+    assert_usage_error(code, err, "only 50 steps")
+    code, _, err = run(capsys, "fit", "--lr-file", lrf)
+    assert_usage_error(code, err, "--loss-file")
+    bad_json = _write(tmp_path, "run.json", "{not json")
+    code, _, err = run(capsys, "fit", "--wandb", bad_json)
+    assert_usage_error(code, err, "run.json")
+
+
+def test_fit_wandb_export(capsys, tmp_path):
+    pytest.importorskip("cdfast.fit", reason="cdfast.fit is not in this tree")
+    runs = sorted((DATA / "llm124m").glob("cos-zero-124m_*lr0.0005*iter25000*.json")) if DATA.is_dir() else []
+    if not runs:
+        pytest.skip(f"real training logs not found under {DATA / 'llm124m'}")
+    code, text, err = run(capsys, "fit", "--wandb", runs[0], "--burn-in", 2000)
+    assert code == 0, err
+    r2 = float(text.split("R^2 (fitted points) = ")[1].split()[0])
+    assert r2 > 0.95
