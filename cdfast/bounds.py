@@ -123,7 +123,7 @@ def last_iterate_bound(
     >>> import cdfast
     >>> lr = 0.01 * cdfast.schedules.linear(1000)
     >>> round(cdfast.last_iterate_bound(lr, D=1.0, G=1.0), 6)
-    5.001955
+    0.10997
 
     Notes
     -----
