@@ -20,6 +20,7 @@ t = 0 .. T-1, the paper's convention), or as a callable ``T -> array`` of length
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -149,7 +150,7 @@ def _check_shape_values(s: FloatArray, what: str) -> FloatArray:
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(
-            f"{what}[{i}] = {s[i]!r}; schedule shapes must be finite and lie in [0, 1] "
+            f"{what}[{i}] = {float(s[i])!r}; schedule shapes must be finite and lie in [0, 1] "
             "(the learning rate is eta_peak * s): fix the callable or divide it by its maximum"
         )
     return s
@@ -390,8 +391,23 @@ def asymptotic_constants(
             f"schedule {res.label} has no horizon-free continuous limit s(x); pass a horizon T "
             "for the exact discrete constants"
         )
-    out = _continuous_integrals(res.continuous)
+    out = _integrals(schedule, res, params)
     return out.q1_sq, out.q2_sq
+
+
+@functools.lru_cache(maxsize=64)
+def _named_integrals(name: str, params: tuple) -> _Integrals:
+    return _continuous_integrals(S.continuous(name, **dict(params)))
+
+
+def _integrals(schedule: Schedule, res: _Resolved, params: dict) -> _Integrals:
+    """The continuous integrals; a named family's are computed once per parameter set (Q, sweeps)."""
+    if isinstance(schedule, str):
+        try:
+            return _named_integrals(schedule, tuple(sorted(params.items())))
+        except TypeError:  # an unhashable parameter value: no caching
+            pass
+    return _continuous_integrals(res.continuous)
 
 
 @dataclass(frozen=True)
@@ -729,7 +745,7 @@ def qualifying_exam(
     c1 = c2 = None
     cont_ok = True
     if continuous and res.continuous is not None:
-        ints = _continuous_integrals(res.continuous)
+        ints = _integrals(schedule, res, params)
         c1, c2, cont_ok = ints.q1_sq, ints.q2_sq, ints.finite
 
     qualified = growth.kind == "bounded" and cont_ok
