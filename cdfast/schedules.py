@@ -215,7 +215,7 @@ def make(name: str, T: int, **params) -> FloatArray:
 
 def family(name: str, **params) -> Callable[[int], FloatArray]:
     """A family as a callable ``T -> s`` with fixed parameters (for the exam)."""
-    make(name, 2, **params)  # fail now, not inside a sweep
+    make(name, max(2, params.get("warmup", 0) or 0), **params)  # fail now, not inside a sweep
     return lambda T: make(name, T, **params)
 
 

@@ -111,3 +111,4 @@ def test_family_is_a_callable_of_T():
     np.testing.assert_array_equal(f(20), S.wsd(20, decay_frac=0.5))
     with pytest.raises(ValueError):
         S.family("nope")
+    np.testing.assert_array_equal(S.family("cosine", warmup=50)(1000), S.cosine(1000, warmup=50))
