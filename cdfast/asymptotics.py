@@ -508,7 +508,7 @@ def _qualified_constants(schedule: Schedule, T: int | None, kind: Kind, params: 
 
 def Q(
     eta_ref: ArrayLike,
-    schedule: Schedule = "linear",
+    schedule: Schedule,
     D: float = 1.0,
     G: float = 1.0,
     T: int | None = None,
@@ -539,7 +539,7 @@ def Q(
 
 
 def optimal_eta_ref(
-    schedule: Schedule = "linear",
+    schedule: Schedule,
     D: float = 1.0,
     G: float = 1.0,
     T: int | None = None,
@@ -599,7 +599,9 @@ def _classify(T: NDArray[np.int64], z: FloatArray) -> Growth:
     if d[-1] <= _FLAT_RTOL * abs(z[-1]) or (d[-2] > 0 and d[-1] / d[-2] < _SHRINK):
         return Growth("bounded", limit=float(z[-1]))
     x, y = lnT[-5:], z[-5:]
-    p_hat = math.log(d[-1] / d[-2]) / (lnT[-1] - lnT[-2]) if d[-2] > 0 else math.inf
+    # Exponent implied by the last two increments; a non-positive earlier increment
+    # (discretisation noise at small T) gives no evidence of a power.
+    p_hat = math.log(d[-1] / d[-2]) / (lnT[-1] - lnT[-2]) if d[-2] > 0 else 0.0
     if p_hat <= _MIN_POWER:
         (offset, coef), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(x), x]), y, rcond=None)
         return Growth("log", coef=float(coef), offset=float(offset))

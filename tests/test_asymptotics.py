@@ -256,9 +256,9 @@ def test_Q_refuses_unqualified_schedules_and_bad_eta_ref():
     with pytest.raises(ValueError, match="not qualified"):
         cdfast.optimal_eta_ref("constant")
     with pytest.raises(ValueError, match="eta_ref"):
-        cdfast.Q(0.0)
+        cdfast.Q(0.0, "linear")
     with pytest.raises(ValueError, match="eta_ref"):
-        cdfast.Q([1.0, np.nan])
+        cdfast.Q([1.0, np.nan], "linear")
 
 
 # ---------------------------------------------------------------------------
