@@ -69,6 +69,9 @@ def _load_c() -> Backend:
         curve_exact=lambda lr, g, at, a, b: lib.cdfast_curve_exact(
             ro(lr), ro(g), lr.shape[0], ffi.from_buffer("int64_t[]", at, require_writable=False),
             at.shape[0], dptr(a), dptr(b)),
+        curve_fast=lambda lr, g, at, u, c, a, b, scratch: lib.cdfast_curve_fast(
+            ro(lr), ro(g), lr.shape[0], ffi.from_buffer("int64_t[]", at, require_writable=False),
+            at.shape[0], ro(u), ro(c), u.shape[0], dptr(a), dptr(b), dptr(scratch)),
     )
 
 

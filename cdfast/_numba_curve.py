@@ -28,6 +28,11 @@ OK, BAD_INPUT, NOT_FINITE, BAD_ARGUMENT = 0, 1, 2, 3
 # Rebase threshold on u_m d (see csrc/curve.c: CDFAST_CURVE_REBASE).  After a rebase
 # every factor exp(-u_m d) of a live anchor is >= exp(-REBASE), so 1/E never overflows.
 REBASE = 2.0
+# Factors exp(-y) with y > CUTOFF are taken as 0 (and the node's sum restarts from 0).
+# A contribution that entered after the anchor decays by more than CUTOFF - REBASE
+# there, so this drops relative weight below exp(-48) ~ 1e-21 (0.01 u); it spares the
+# exp call and keeps subnormals out of the sums.
+CUTOFF = 50.0
 # The nodes are split into this many contiguous groups, one per thread.  A fixed
 # count (not the thread count) keeps the summation order, and so the result, the
 # same on any machine and in both backends.
@@ -74,7 +79,7 @@ def _fast_group(lr, g, has_g, at, u, c, m0, m1, out):
                 rh, rl = _two_sum(rh, rl, w / e[i])
                 dh, dl = _two_sum(dh, dl, eta)
             y = u[m0 + i] * (dh + dl)
-            ei = math.exp(-y)
+            ei = math.exp(-y) if y <= CUTOFF else 0.0
             f = ei * (rh + rl)
             if record:
                 acc += c[m0 + i] * f

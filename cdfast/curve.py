@@ -56,6 +56,7 @@ RTOL_MAX = 1e-2
 # this: a few tens of milliseconds on one core.
 AUTO_EXACT_WORK = 3e7
 _U = 2.0**-53
+MAX_NODES = 2048  # two groups of CDFAST_CURVE_MAX_NODES (csrc/cdfast.h)
 
 
 def _alias_error(h: float) -> float:
@@ -73,16 +74,16 @@ def _design_nodes(x_min: float, x_max: float, rtol: float) -> tuple[np.ndarray, 
     h = brentq(lambda step: math.log(_alias_error(step)) - math.log(eps / 2.0), 0.02, 4.0, xtol=1e-12)
     s_lo = math.log((eps / 4.0) / x_max)  # e^{s_0} x_max <= eps / 4
     s_hi = math.log(max(math.log(4.0 / eps), 1.0) / x_min)  # exp(-e^{s_top} x_min) <= eps / 4
-    M = int(math.ceil((s_hi - s_lo) / h)) + 1
-    s = s_lo + h * np.arange(M)
-    u = np.exp(s)
-    c = h * u
-    if not (np.all(np.isfinite(u)) and np.all(np.isfinite(c)) and u[0] > 0.0):
+    # u_m, c_m and u_m * x must all be normal floats (the top node is below s_hi + h)
+    if not (-700.0 < s_lo and s_hi + h + max(math.log(h), math.log(x_max)) < 700.0):
         raise ValueError(
             f"the learning rates span [{x_min!r}, {x_max!r}], too wide a range for "
             "method='fast' in double precision; use method='exact' or rescale lr"
         )
-    if (M + 40) * _U > rtol / 2.0:
+    M = int(math.ceil((s_hi - s_lo) / h)) + 1
+    u = np.exp(s_lo + h * np.arange(M))
+    c = h * u
+    if M > MAX_NODES or (M + 40) * _U > rtol / 2.0:
         raise ValueError(
             f"rtol = {rtol!r} is too small for method='fast' on this schedule ({M} nodes: "
             f"arithmetic error up to {(M + 40) * _U:.1e}); use rtol >= {2 * (M + 40) * _U:.1e} "
@@ -91,15 +92,18 @@ def _design_nodes(x_min: float, x_max: float, rtol: float) -> tuple[np.ndarray, 
     return np.ascontiguousarray(u), np.ascontiguousarray(c)
 
 
-def _fast_nodes_for(x: np.ndarray, last: int, rtol: float) -> tuple[np.ndarray, np.ndarray]:
-    head = x[:last]
-    positive = head[head > 0.0]
+def _fast_nodes_for(x: np.ndarray, rtol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes for the whole of ``x`` (so that ``at`` picks entries of the full curve)."""
+    positive = x[x > 0.0]
     if positive.size == 0:  # every entry is +inf; any nodes will do
         return np.ones(1), np.ones(1)
-    x_max = float(math.fsum(head))
-    if not math.isfinite(x_max):
+    with np.errstate(over="ignore"):
+        total = float(np.sum(x))
+    if not math.isfinite(total):
         V.raise_for_values({"lr": x})
-    return _design_nodes(float(positive.min()), max(x_max, float(positive.min())), rtol)
+    x_min = float(positive.min())
+    # every gap P_tau - P_j is <= P_T; the margin covers the rounding of np.sum
+    return _design_nodes(x_min, max(total * (1.0 + 1e-9), x_min), rtol)
 
 
 def _check_at(at: ArrayLike | None, T: int) -> np.ndarray:
@@ -183,17 +187,16 @@ def bound_curve_terms(
     be = get_backend(backend)
     a = np.empty(taus.shape[0])
     b = np.empty(taus.shape[0])
-    last = int(taus[-1])
     if method == "auto":
         method = "exact" if float(taus.sum()) < AUTO_EXACT_WORK else "fast"
         if method == "fast":
             try:
-                nodes = _fast_nodes_for(x, last, rtol)
+                nodes = _fast_nodes_for(x, rtol)
             except ValueError as exc:  # fast cannot meet rtol here: exact always can
                 log.info("cdfast: bound_curve uses the exact method (%s)", exc)
                 method = "exact"
     elif method == "fast":
-        nodes = _fast_nodes_for(x, last, rtol)
+        nodes = _fast_nodes_for(x, rtol)
     if method == "fast":
         if be.curve_fast is None:
             raise ValueError(f"backend {be.name!r} has no fast curve kernel; use method='exact'")
