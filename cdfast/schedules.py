@@ -223,7 +223,15 @@ def continuous(name: str, **params) -> Callable[[FloatArray], FloatArray]:
     """The continuous limit ``s(x)`` on [0, 1] of a named family (x = t / T).
 
     ``inverse_sqrt`` has no T-independent limit (it is 1/sqrt(xT + 1)) and raises.
+    Warmup vanishes in the limit (it lasts W/T -> 0 of training) and is accepted.
     """
+    allowed = {"constant": set(), "linear": set(), "cosine": {"final"}, "wsd": {"decay_frac", "decay"}}
+    unknown = set(params) - allowed.get(name, set(params)) - {"warmup"}
+    if unknown:
+        raise TypeError(
+            f"schedule {name!r} takes no parameter(s) {sorted(unknown)}; "
+            f"its parameters are {sorted(allowed[name]) or 'none'}"
+        )
     if name == "constant":
         return lambda x: np.ones_like(np.asarray(x, dtype=np.float64))
     if name == "linear":

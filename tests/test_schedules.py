@@ -89,6 +89,7 @@ def test_warmup_ramps_then_keeps_the_horizon():
         (lambda: S.make("step", 10), ValueError, "unknown schedule 'step'"),
         (lambda: S.make("linear", 10, final=0.1), TypeError, "schedule 'linear'"),
         (lambda: S.continuous("inverse_sqrt"), ValueError, "no horizon-free"),
+        (lambda: S.continuous("linear", final=0.1), TypeError, "takes no parameter(s) ['final']"),
     ],
 )
 def test_bad_parameters(call, exc, fragment):
