@@ -17,7 +17,22 @@
  * roundings, however long the run.
  */
 #include <math.h>
+#include <string.h>
 #include "cdfast.h"
+
+/* The node loops select with ?: (rebase, cutoff).  GCC if-converts them into
+ * vector blends only when it may assume no floating-point traps; that changes
+ * no rounding (contraction stays off, no reassociation). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+/* The helpers below must inline into the AVX2 clone of fast_group. */
+#if defined(__GNUC__)
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE static inline
+#endif
 
 /* After a rebase every live factor exp(-u d) is >= exp(-REBASE): 1/E never
  * overflows.  Same value as REBASE in cdfast/_numba_curve.py. */
@@ -33,7 +48,7 @@
 
 /* (*hi + *lo) += x, with the rounding error of the addition kept in *lo
  * (Knuth's branch-free TwoSum). */
-static inline void two_sum(double *hi, double *lo, double x)
+ALWAYS_INLINE void two_sum(double *hi, double *lo, double x)
 {
     double s = *hi + x;
     double bp = s - *hi;
@@ -42,13 +57,81 @@ static inline void two_sum(double *hi, double *lo, double x)
     *lo = *lo + err;
 }
 
+/* exp(-y) for 0 <= y <= CUTOFF without a libm call, so that the loop over
+ * nodes vectorises: exp(x) = 2^k exp(r), k = round(x / ln 2) (adding 1.5 * 2^52
+ * rounds and leaves k in the low bits), r = x - k ln 2 in two parts
+ * (Cody-Waite; k * LN2_HI is exact for |k| < 2^21), |r| <= ln(2)/2, exp(r) by
+ * its Taylor polynomial of degree 13 (truncation < 5e-18, Horner rounding
+ * ~u): relative error <= 2 u.  2^k (k >= -73) is built from its exponent bits.
+ * Same constants and order in cdfast/_numba_curve.py. */
+#define SHIFT 6755399441055744.0 /* 1.5 * 2^52 */
+#define SHIFT_BITS INT64_C(4843621399236968448)
+#define LOG2E 1.4426950408889634
+#define LN2_HI 6.93147180369123816490e-01
+#define LN2_LO 1.90821492927058770002e-10
+
+ALWAYS_INLINE double expm_poly(double r)
+{
+    /* 1/n!, n = 13 .. 0, as Python computes 1.0 / math.factorial(n) */
+    static const double P[14] = {
+        1.0, 1.0, 0.5, 0.16666666666666666, 0.041666666666666664,
+        0.008333333333333333, 0.001388888888888889, 0.0001984126984126984,
+        2.48015873015873e-05, 2.7557319223985893e-06, 2.755731922398589e-07,
+        2.505210838544172e-08, 2.08767569878681e-09, 1.6059043836821613e-10};
+    double p = P[13];
+    for (int n = 12; n >= 0; n--)
+        p = p * r + P[n];
+    return p;
+}
+
+/* Pairwise sum in place (destroys q): each level is an elementwise loop. */
+ALWAYS_INLINE double tree_sum(double *q, size_t n)
+{
+    while (n > 1) {
+        size_t h = n / 2, o = n - h;
+        for (size_t i = 0; i < h; i++)
+            q[i] = q[i] + q[o + i];
+        n = o;
+    }
+    return n == 1 ? q[0] : 0.0;
+}
+
+ALWAYS_INLINE int64_t bits_of(double x)
+{
+    int64_t b;
+    memcpy(&b, &x, sizeof b);
+    return b;
+}
+
+ALWAYS_INLINE double double_of(int64_t b)
+{
+    double x;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+
+
+/* On x86-64 with GCC, also compile an AVX2 clone of the node loops, chosen at
+ * load time: 4 lanes instead of 2.  No FMA contraction either way
+ * (-ffp-contract=off), so both clones round like the Numba kernel. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define CURVE_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef CURVE_CLONES
+#define CURVE_CLONES
+#endif
+
 /* out[k] = sum_{m0 <= i < m1} c_i F_i(at[k]) for k = 0 .. m-1. */
-static void fast_group(const double *lr, const double *g, const int64_t *at, size_t m,
+CURVE_CLONES static void fast_group(const double *lr, const double *g, const int64_t *at, size_t m,
                        const double *u, const double *c, size_t m0, size_t m1, double *out)
 {
     double r_hi[CDFAST_CURVE_MAX_NODES], r_lo[CDFAST_CURVE_MAX_NODES];
     double d_hi[CDFAST_CURVE_MAX_NODES], d_lo[CDFAST_CURVE_MAX_NODES];
-    double e[CDFAST_CURVE_MAX_NODES];
+    double e[CDFAST_CURVE_MAX_NODES], yv[CDFAST_CURVE_MAX_NODES];
+    double kd[CDFAST_CURVE_MAX_NODES], sc[CDFAST_CURVE_MAX_NODES], q[CDFAST_CURVE_MAX_NODES];
+    const double *uu = u + m0, *cc = c + m0;
     size_t nn = m1 - m0;
     for (size_t i = 0; i < nn; i++) {
         r_hi[i] = r_lo[i] = d_hi[i] = d_lo[i] = 0.0;
@@ -56,43 +139,56 @@ static void fast_group(const double *lr, const double *g, const int64_t *at, siz
     }
     size_t last = (size_t)at[m - 1];
     size_t k = 0;
-    double w = 0.0;
+    size_t live = nn; /* nodes live..nn-1 hold the empty state (R = 0, d = 0, E = 1) */
     for (size_t t = 0; t < last; t++) { /* t = tau - 1 */
-        double eta = lr[t];
+        /* At tau = 1 nothing has entered and the anchor is P_1: add zeros. */
+        double eta = t > 0 ? lr[t] : 0.0;
+        double w = 0.0;
         if (t > 0) {
             double x = lr[t - 1];
             w = g ? (x * x) * g[t - 1] : x * x;
         }
-        int record = (size_t)at[k] == t + 1;
-        double acc = 0.0;
-        for (size_t i = 0; i < nn; i++) {
+        /* Nodes with u eta_tau > CUTOFF (u is increasing) end this step in the
+         * empty state whatever they held: only those below, and those not yet
+         * emptied, need the work. */
+        size_t top = nn;
+        while (top > 0 && uu[top - 1] * eta > CUTOFF)
+            top--;
+        size_t n_do = top > live ? top : live;
+        live = top;
+        /* w_{tau-1} enters at P_{tau-1}, where exp(u (P_{tau-1} - A)) is 1/E of
+         * the previous step; the distance to the anchor grows by eta_tau. */
+        for (size_t i = 0; i < n_do; i++) {
             double rh = r_hi[i], rl = r_lo[i], dh = d_hi[i], dl = d_lo[i];
-            if (t > 0) {
-                /* w_{tau-1} enters at P_{tau-1}, where exp(u (P_{tau-1} - A))
-                 * is 1/E of the previous step. */
-                two_sum(&rh, &rl, w / e[i]);
-                two_sum(&dh, &dl, eta);
-            }
-            double y = u[m0 + i] * (dh + dl);
-            double ei = y <= CUTOFF ? exp(-y) : 0.0;
-            double f = ei * (rh + rl);
-            if (record)
-                acc += c[m0 + i] * f;
-            if (y > REBASE) {
-                rh = f;
-                rl = 0.0;
-                dh = 0.0;
-                dl = 0.0;
-                ei = 1.0;
-            }
+            two_sum(&rh, &rl, w / e[i]);
+            two_sum(&dh, &dl, eta);
             r_hi[i] = rh;
             r_lo[i] = rl;
             d_hi[i] = dh;
             d_lo[i] = dl;
-            e[i] = ei;
+            double y = uu[i] * (dh + dl);
+            yv[i] = y;
+            kd[i] = -(y < CUTOFF ? y : CUTOFF) * LOG2E + SHIFT;
         }
-        if (record)
-            out[k++] = acc;
+        for (size_t i = 0; i < n_do; i++)
+            sc[i] = double_of((bits_of(kd[i]) - SHIFT_BITS + 1023) << 52);
+        for (size_t i = 0; i < n_do; i++) {
+            double y = yv[i];
+            double kf = kd[i] - SHIFT;
+            double r = (-(y < CUTOFF ? y : CUTOFF) - kf * LN2_HI) - kf * LN2_LO;
+            double ei = expm_poly(r) * sc[i];
+            ei = y <= CUTOFF ? ei : 0.0;
+            double f = ei * (r_hi[i] + r_lo[i]);
+            q[i] = cc[i] * f;
+            int reb = y > REBASE;
+            r_hi[i] = reb ? f : r_hi[i];
+            r_lo[i] = reb ? 0.0 : r_lo[i];
+            d_hi[i] = reb ? 0.0 : d_hi[i];
+            d_lo[i] = reb ? 0.0 : d_lo[i];
+            e[i] = reb ? 1.0 : ei;
+        }
+        if ((size_t)at[k] == t + 1)
+            out[k++] = tree_sum(q, n_do);
     }
 }
 
