@@ -23,9 +23,11 @@ relative error of the whole sum.
 
 Arithmetic.  Per node the kernel keeps an anchor (see cdfast/_numba_curve.py): a
 contribution whose total decay is y = u_m (P_tau - P_j) is rounded through at most
-y / REBASE + 2 anchors; each contributes <= 5 u plus an exponent error <= 3 u times the
-decay it applies (compensated distance, product with u_m, rounded node), and its entry
-factor 1/E adds <= 3 u REBASE + 3 u.  With REBASE = 2 a contribution's relative error is
+y / REBASE + 2 anchors; each contributes <= 5 u (exp by a polynomial, <= 2 u; two
+products; a compensated sum) plus an exponent error <= 3 u times the decay it applies
+(compensated distance, product with u_m, rounded node), and its entry factor 1/E adds
+<= 3 u REBASE + 3 u.  Factors with u_m d > CUTOFF = 50 are set to 0, dropping relative
+weight < exp(-48) (0.01 u).  With REBASE = 2 a contribution's relative error is
 <= (5.5 y + 27) u.  Weighted by the kernel (sum_m c_m y_m e^{-y_m} <= 1.01 / x), the
 average over nodes is <= 33 u; the sum over M nodes adds (M - 1) u and the final
 (1/2)(eta_tau G_tau^2 + .) 2 u.  So the arithmetic error is <= (M + 40) u, and the
