@@ -16,9 +16,14 @@ s_0 + k h has relative error <= 2 sum_{n>=1} |Gamma(1 + 2 pi i n / h)| (Poisson
 summation; |Gamma(1 + iy)|^2 = pi y / sinh(pi y)), uniformly in x > 0.  Dropping the
 nodes below s_0 costs at most e^{s_0} x_max, dropping those above s_{M-1} at most
 exp(-e^{s_{M-1}} x_min) (relative, for x in [x_min, x_max]).  The gaps that enter a
-finite b_tau lie in [x_min, x_max] = [smallest positive LR, P_T].  h, s_0 and s_{M-1}
-are chosen so that these three errors sum to at most rtol / 2 (:func:`_design_nodes`).
-Because every c_m > 0 and every w_j >= 0, the uniform relative error of K~ bounds the
+finite b_tau lie in [x_min, x_max] = [smallest positive LR, P_T].  The lowest nodes
+(u x_max <= delta, some 100 of them at rtol = 1e-12) see only smooth functions
+exp(-u x) on that range; they are replaced by the n-point Gauss rule of their own
+discrete measure (positive nodes and weights), whose relative error is at most
+4 delta h / (1 - e^{-h}) (delta / 4)^{2n} / (2n)! (Gauss remainder with the monic
+Chebyshev polynomial on [0, delta / x_max]).  h, s_0, s_{M-1}, delta and n are chosen
+so that these four errors sum to at most rtol / 2 (:func:`_design_nodes`).  Because
+every c_m > 0 and every w_j >= 0, the uniform relative error of K~ bounds the
 relative error of the whole sum.
 
 Arithmetic.  Per node the kernel keeps an anchor (see cdfast/_numba_curve.py): a
@@ -28,10 +33,11 @@ products; a compensated sum) plus an exponent error <= 3 u times the decay it ap
 (compensated distance, product with u_m, rounded node), and its entry factor 1/E adds
 <= 3 u REBASE + 3 u.  Factors with u_m d > CUTOFF = 50 are set to 0, dropping relative
 weight < exp(-48) (0.01 u).  With REBASE = 2 a contribution's relative error is
-<= (5.5 y + 27) u.  Weighted by the kernel (sum_m c_m y_m e^{-y_m} <= 1.01 / x), the
-average over nodes is <= 33 u; the sum over M nodes adds (M - 1) u and the final
-(1/2)(eta_tau G_tau^2 + .) 2 u.  So the arithmetic error is <= (M + 40) u, and the
-design refuses an rtol for which (M + 40) u > rtol / 2.  Total: every finite entry of
+<= (5.5 y + 27) u.  Weighted by the kernel (trapezoid nodes: sum_m c_m y_m e^{-y_m}
+<= 1.01 / x; Gauss nodes: y <= delta <= 4), the average over nodes is <= 49 u; the
+sum over M nodes adds (M - 1) u, the final (1/2)(eta_tau G_tau^2 + .) 2 u and the
+computed Gauss rule a few u.  So the arithmetic error is <= (M + 60) u, and the
+design refuses an rtol for which (M + 60) u > rtol / 2.  Total: every finite entry of
 ``b`` has relative error <= rtol; ``a`` (a compensated prefix sum) <= 3 u.
 """
 
@@ -43,6 +49,7 @@ from numpy.typing import ArrayLike, NDArray
 import logging
 import math
 
+from scipy.linalg import eigh_tridiagonal
 from scipy.optimize import brentq
 
 from . import _validate as V
@@ -52,7 +59,7 @@ log = logging.getLogger("cdfast")
 
 FloatArray = NDArray[np.float64]
 METHODS = ("auto", "exact", "fast")
-RTOL_MIN = 1e-13  # below this the arithmetic error (M + 40) u no longer fits in rtol / 2
+RTOL_MIN = 1e-13  # below this the arithmetic error (M + 60) u no longer fits in rtol / 2
 RTOL_MAX = 1e-2
 # method="auto" runs the exact method while its work sum(at) (element-steps) is below
 # this: a few tens of milliseconds on one core.
@@ -69,12 +76,54 @@ def _alias_error(h: float) -> float:
     return float(2.0 * np.sum(np.exp(0.5 * (np.log(z) - log_sinh))))
 
 
+def _gauss_rule(t: np.ndarray, wt: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n-point Gauss rule of the discrete measure sum_k wt_k delta(t_k) (wt > 0).
+
+    Lanczos on diag(t) from sqrt(wt), with full reorthogonalisation (stable for a
+    discrete measure), then Golub-Welsch: nodes are the eigenvalues of the Jacobi
+    matrix, weights nu_0 times the squared first eigenvector components.
+    """
+    scale = float(t.max())
+    x = t / scale
+    nu0 = float(math.fsum(wt))
+    q = np.sqrt(wt / nu0)
+    basis = [q]
+    alpha = np.empty(n)
+    beta = np.empty(max(n - 1, 0))
+    for k in range(n):
+        v = x * basis[k]
+        alpha[k] = basis[k] @ v
+        for b in basis:  # twice is enough (Kahan: "twice is enough")
+            v -= (b @ v) * b
+        for b in basis:
+            v -= (b @ v) * b
+        if k + 1 < n:
+            beta[k] = np.linalg.norm(v)
+            basis.append(v / beta[k])
+    nodes, vecs = eigh_tridiagonal(alpha, beta)
+    return nodes * scale, nu0 * vecs[0] ** 2
+
+
+def _gauss_error(n: int, delta: float, h: float) -> float:
+    """Relative error bound of an n-point Gauss rule replacing the trapezoid nodes
+    u <= U = delta / x_max: |f^(2n)| / (2n)! * int pi_n^2 dnu with f = exp(-t x),
+    int pi_n^2 dnu <= 4 (U/4)^(2n) nu_0 (monic Chebyshev) and nu_0 x <= delta h / (1 - e^-h)."""
+    return 4.0 * delta * h / -math.expm1(-h) * math.exp(2 * n * math.log(delta / 4.0) - math.lgamma(2 * n + 1))
+
+
 def _design_nodes(x_min: float, x_max: float, rtol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes u_m and weights c_m with |sum_m c_m exp(-u_m x) x - 1| <= rtol / 2 on
-    [x_min, x_max] (budget: rtol / 4 aliasing, rtol / 8 each tail)."""
+    """Nodes u_m (increasing) and weights c_m > 0 with |x sum_m c_m exp(-u_m x) - 1|
+    <= rtol / 2 for x in [x_min, x_max].
+
+    Budget (eps = rtol / 2): trapezoid aliasing eps / 2, upper tail eps / 4, lower
+    tail eps / 8, Gauss compression of the lowest nodes eps / 8.  The trapezoid nodes
+    with u x_max <= delta (about log(1/eps) / h of them: their exp(-u x) are smooth on
+    the whole range) are replaced by the n-point Gauss rule of their own discrete
+    measure, n chosen from :func:`_gauss_error`; delta in {1, 2, 4} minimises M.
+    """
     eps = rtol / 2.0
     h = brentq(lambda step: math.log(_alias_error(step)) - math.log(eps / 2.0), 0.02, 4.0, xtol=1e-12)
-    s_lo = math.log((eps / 4.0) / x_max)  # e^{s_0} x_max <= eps / 4
+    s_lo = math.log((eps / 8.0) / x_max)  # e^{s_0} x_max <= eps / 8
     s_hi = math.log(max(math.log(4.0 / eps), 1.0) / x_min)  # exp(-e^{s_top} x_min) <= eps / 4
     # u_m, c_m and u_m * x must all be normal floats (the top node is below s_hi + h)
     if not (-700.0 < s_lo and s_hi + h + max(math.log(h), math.log(x_max)) < 700.0):
@@ -85,10 +134,26 @@ def _design_nodes(x_min: float, x_max: float, rtol: float) -> tuple[np.ndarray, 
     M = int(math.ceil((s_hi - s_lo) / h)) + 1
     u = np.exp(s_lo + h * np.arange(M))
     c = h * u
-    if M > MAX_NODES or (M + 40) * _U > rtol / 2.0:
+    best = (u, c)
+    for delta in (1.0, 2.0, 4.0):
+        n = 1
+        while _gauss_error(n, delta, h) > eps / 8.0:
+            n += 1
+        low = int(np.searchsorted(u, delta / x_max, side="right"))
+        if low <= n + 1:  # nothing to gain
+            continue
+        gu, gc = _gauss_rule(u[:low], c[:low], n)
+        if not (np.all(gu > 0.0) and np.all(gc > 0.0)):
+            continue
+        cand = (np.concatenate([gu, u[low:]]), np.concatenate([gc, c[low:]]))
+        if cand[0].shape[0] < best[0].shape[0]:
+            best = cand
+    u, c = best
+    M = u.shape[0]
+    if M > MAX_NODES or (M + 60) * _U > rtol / 2.0:
         raise ValueError(
             f"rtol = {rtol!r} is too small for method='fast' on this schedule ({M} nodes: "
-            f"arithmetic error up to {(M + 40) * _U:.1e}); use rtol >= {2 * (M + 40) * _U:.1e} "
+            f"arithmetic error up to {(M + 60) * _U:.1e}); use rtol >= {2 * (M + 60) * _U:.1e} "
             "or method='exact'"
         )
     return np.ascontiguousarray(u), np.ascontiguousarray(c)

@@ -281,3 +281,22 @@ def test_fast_is_within_rtol_on_random_schedules(lr, rtol):
     _, b_ex = cdfast.bound_curve_terms(lr, method="exact")
     _, b = cdfast.bound_curve_terms(lr, method="fast", rtol=rtol)
     assert rel_err(b, b_ex) < rtol
+
+
+def test_gauss_rule_reproduces_the_moments_it_replaces():
+    # An n-point Gauss rule integrates t^k exactly for k < 2n against its measure.
+    rng = np.random.default_rng(5)
+    t = np.sort(rng.uniform(0.0, 2.0, 80))
+    wt = rng.uniform(0.1, 1.0, 80)
+    n = 6
+    gu, gc = C._gauss_rule(t, wt, n)
+    assert np.all(gc > 0) and np.all((gu >= 0) & (gu <= 2.0))
+    for k in range(2 * n):
+        assert math.fsum(gc * gu**k) == pytest.approx(math.fsum(wt * t**k), rel=1e-12)
+
+
+def test_gauss_compression_shrinks_the_node_count(monkeypatch):
+    with_gauss = len(C._design_nodes(1e-3, 1e4, 1e-12)[0])
+    monkeypatch.setattr(C, "_gauss_rule", lambda t, wt, n: (-t[:n], wt[:n]))  # rejected: not positive
+    plain = len(C._design_nodes(1e-3, 1e4, 1e-12)[0])
+    assert with_gauss < 0.6 * plain
