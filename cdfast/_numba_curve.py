@@ -114,6 +114,7 @@ def _fast_group(lr, g, has_g, at, u, c, m0, m1, out):
     last = at[at.shape[0] - 1]
     k = 0
     live = nn  # nodes live..nn-1 hold the empty state (R = 0, d = 0, E = 1)
+    top = nn
     for t in range(last):  # t = tau - 1
         # At tau = 1 nothing has entered and the anchor is P_1: add zeros.
         eta = lr[t] if t > 0 else 0.0
@@ -124,7 +125,9 @@ def _fast_group(lr, g, has_g, at, u, c, m0, m1, out):
         # Nodes with u eta_tau > CUTOFF (u is increasing) end this step in the empty
         # state whatever they held: only those below, and those not yet emptied,
         # need the work.
-        top = nn
+        # (u is increasing: move the boundary from the previous step's)
+        while top < nn and not (uu[top] * eta > CUTOFF):
+            top += 1
         while top > 0 and uu[top - 1] * eta > CUTOFF:
             top -= 1
         n_do = max(top, live)
@@ -165,7 +168,8 @@ def _fast_group(lr, g, has_g, at, u, c, m0, m1, out):
 @numba.njit(parallel=True, **_OPTS)
 def _curve_fast(lr, g, has_g, at, u, c, a_out, b_out, scratch):
     """Coefficients (a, b) of eq. (2.4) at each tau in ``at`` from the exponential sum
-    with nodes ``u`` and weights ``c``.  ``scratch`` has len(at) entries (the second
+    with nodes ``u`` and weights ``c`` (each half of them, split at (len(u) + 1) // 2,
+    increasing: the halves run on two threads).  ``scratch`` has len(at) entries (the second
     node group's partial sums).  Returns a status."""
     n = lr.shape[0]
     m = at.shape[0]

@@ -43,12 +43,11 @@ design refuses an rtol for which (M + 60) u > rtol / 2.  Total: every finite ent
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
-
 import logging
 import math
 
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy.linalg import eigh_tridiagonal
 from scipy.optimize import brentq
 
@@ -267,7 +266,12 @@ def bound_curve_terms(
     if method == "fast":
         if be.curve_fast is None:
             raise ValueError(f"backend {be.name!r} has no fast curve kernel; use method='exact'")
-        status = be.curve_fast(x, g, taus, nodes[0], nodes[1], a, b, np.empty(taus.shape[0]))
+        # The kernel runs its first and second half of the nodes on two threads, each
+        # half increasing in u.  Interleave so that both halves span the whole range:
+        # the high nodes are idle at most steps, and one half should not hold them all.
+        order = np.concatenate([np.arange(0, nodes[0].shape[0], 2), np.arange(1, nodes[0].shape[0], 2)])
+        u, c = nodes[0][order], nodes[1][order]
+        status = be.curve_fast(x, g, taus, u, c, a, b, np.empty(taus.shape[0]))
     else:
         status = be.curve_exact(x, g, taus, a, b)
     if status != OK:

@@ -64,7 +64,8 @@ int cdfast_curve_exact(const double *lr, const double *grad_sq, size_t n,
  *   b_out[i] = (1/2) [ eta_tau G_tau^2 + sum_k c_k sum_{j<tau} w_j exp(-u_k (P_tau - P_j)) ]
  * at tau = at[i] (1-based, strictly increasing in [1, n]), for the
  * exponential-sum nodes u[0..nodes-1] with weights c[0..nodes-1] (nodes <=
- * 2 * CDFAST_CURVE_MAX_NODES).  O(at[m-1] * nodes) time; per-node state lives
+ * 2 * CDFAST_CURVE_MAX_NODES; the halves u[0..h-1] and u[h..nodes-1],
+ * h = (nodes + 1) / 2, run on two threads and must each be increasing).  O(at[m-1] * nodes) time; per-node state lives
  * on the stack; scratch holds m doubles (the second node group's partial
  * sums).  Entries with eta_tau == 0 are +inf in b_out; P_tau == 0 gives +inf
  * in a_out.  Nodes run in two fixed groups, in parallel under OpenMP.

@@ -140,6 +140,7 @@ CURVE_CLONES static void fast_group(const double *lr, const double *g, const int
     size_t last = (size_t)at[m - 1];
     size_t k = 0;
     size_t live = nn; /* nodes live..nn-1 hold the empty state (R = 0, d = 0, E = 1) */
+    size_t top = nn;
     for (size_t t = 0; t < last; t++) { /* t = tau - 1 */
         /* At tau = 1 nothing has entered and the anchor is P_1: add zeros. */
         double eta = t > 0 ? lr[t] : 0.0;
@@ -151,7 +152,9 @@ CURVE_CLONES static void fast_group(const double *lr, const double *g, const int
         /* Nodes with u eta_tau > CUTOFF (u is increasing) end this step in the
          * empty state whatever they held: only those below, and those not yet
          * emptied, need the work. */
-        size_t top = nn;
+        /* (u is increasing: move the boundary from the previous step's) */
+        while (top < nn && !(uu[top] * eta > CUTOFF))
+            top++;
         while (top > 0 && uu[top - 1] * eta > CUTOFF)
             top--;
         size_t n_do = top > live ? top : live;
