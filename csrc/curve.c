@@ -61,8 +61,9 @@ ALWAYS_INLINE void two_sum(double *hi, double *lo, double x)
  * nodes vectorises: exp(x) = 2^k exp(r), k = round(x / ln 2) (adding 1.5 * 2^52
  * rounds and leaves k in the low bits), r = x - k ln 2 in two parts
  * (Cody-Waite; k * LN2_HI is exact for |k| < 2^21), |r| <= ln(2)/2, exp(r) by
- * its Taylor polynomial of degree 13 (truncation < 5e-18, Horner rounding
- * ~u): relative error <= 2 u.  2^k (k >= -73) is built from its exponent bits.
+ * its Taylor polynomial of degree 13 (truncation < 5e-18; Estrin evaluation,
+ * rounding <= 2.5 u as the terms' absolute sum e^|r| is at most 2 e^r):
+ * relative error <= 3 u.  2^k (k >= -73) is built from its exponent bits.
  * Same constants and order in cdfast/_numba_curve.py. */
 #define SHIFT 6755399441055744.0 /* 1.5 * 2^52 */
 #define SHIFT_BITS INT64_C(4843621399236968448)
@@ -72,16 +73,21 @@ ALWAYS_INLINE void two_sum(double *hi, double *lo, double x)
 
 ALWAYS_INLINE double expm_poly(double r)
 {
-    /* 1/n!, n = 13 .. 0, as Python computes 1.0 / math.factorial(n) */
+    /* 1/n!, n = 0 .. 13, as Python computes 1.0 / math.factorial(n) */
     static const double P[14] = {
         1.0, 1.0, 0.5, 0.16666666666666666, 0.041666666666666664,
         0.008333333333333333, 0.001388888888888889, 0.0001984126984126984,
         2.48015873015873e-05, 2.7557319223985893e-06, 2.755731922398589e-07,
         2.505210838544172e-08, 2.08767569878681e-09, 1.6059043836821613e-10};
-    double p = P[13];
-    for (int n = 12; n >= 0; n--)
-        p = p * r + P[n];
-    return p;
+    /* Estrin's scheme: a dependency chain of 4 multiply-adds instead of
+     * Horner's 13, so consecutive nodes overlap in the pipeline. */
+    double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    double b0 = P[0] + P[1] * r, b1 = P[2] + P[3] * r, b2 = P[4] + P[5] * r;
+    double b3 = P[6] + P[7] * r, b4 = P[8] + P[9] * r, b5 = P[10] + P[11] * r;
+    double b6 = P[12] + P[13] * r;
+    double c0 = b0 + b1 * r2, c1 = b2 + b3 * r2, c2 = b4 + b5 * r2;
+    double d0 = c0 + c1 * r4, d1 = c2 + b6 * r4;
+    return d0 + d1 * r8;
 }
 
 /* Pairwise sum in place (destroys q): each level is an elementwise loop. */
@@ -127,15 +133,16 @@ ALWAYS_INLINE double double_of(int64_t b)
 CURVE_CLONES static void fast_group(const double *lr, const double *g, const int64_t *at, size_t m,
                        const double *u, const double *c, size_t m0, size_t m1, double *out)
 {
-    double r_hi[CDFAST_CURVE_MAX_NODES], r_lo[CDFAST_CURVE_MAX_NODES];
-    double d_hi[CDFAST_CURVE_MAX_NODES], d_lo[CDFAST_CURVE_MAX_NODES];
-    double e[CDFAST_CURVE_MAX_NODES], yv[CDFAST_CURVE_MAX_NODES];
-    double kd[CDFAST_CURVE_MAX_NODES], sc[CDFAST_CURVE_MAX_NODES], q[CDFAST_CURVE_MAX_NODES];
+    /* The nine per-node arrays are rows of one table whose row length is not a
+     * multiple of 4 KiB: rows of exactly CDFAST_CURVE_MAX_NODES doubles would
+     * map r_hi[i], r_lo[i], ... to the same L1 set and thrash it. */
+    enum { RH, RL, DH, DL, E, Y, KD, SC, Q, ROWS };
+    double s[ROWS][CDFAST_CURVE_MAX_NODES + 8];
     const double *uu = u + m0, *cc = c + m0;
     size_t nn = m1 - m0;
     for (size_t i = 0; i < nn; i++) {
-        r_hi[i] = r_lo[i] = d_hi[i] = d_lo[i] = 0.0;
-        e[i] = 1.0;
+        s[RH][i] = s[RL][i] = s[DH][i] = s[DL][i] = 0.0;
+        s[E][i] = 1.0;
     }
     size_t last = (size_t)at[m - 1];
     size_t k = 0;
@@ -151,8 +158,7 @@ CURVE_CLONES static void fast_group(const double *lr, const double *g, const int
         }
         /* Nodes with u eta_tau > CUTOFF (u is increasing) end this step in the
          * empty state whatever they held: only those below, and those not yet
-         * emptied, need the work. */
-        /* (u is increasing: move the boundary from the previous step's) */
+         * emptied, need the work.  The boundary moves from the previous step's. */
         while (top < nn && !(uu[top] * eta > CUTOFF))
             top++;
         while (top > 0 && uu[top - 1] * eta > CUTOFF)
@@ -162,36 +168,36 @@ CURVE_CLONES static void fast_group(const double *lr, const double *g, const int
         /* w_{tau-1} enters at P_{tau-1}, where exp(u (P_{tau-1} - A)) is 1/E of
          * the previous step; the distance to the anchor grows by eta_tau. */
         for (size_t i = 0; i < n_do; i++) {
-            double rh = r_hi[i], rl = r_lo[i], dh = d_hi[i], dl = d_lo[i];
-            two_sum(&rh, &rl, w / e[i]);
+            double rh = s[RH][i], rl = s[RL][i], dh = s[DH][i], dl = s[DL][i];
+            two_sum(&rh, &rl, w / s[E][i]);
             two_sum(&dh, &dl, eta);
-            r_hi[i] = rh;
-            r_lo[i] = rl;
-            d_hi[i] = dh;
-            d_lo[i] = dl;
+            s[RH][i] = rh;
+            s[RL][i] = rl;
+            s[DH][i] = dh;
+            s[DL][i] = dl;
             double y = uu[i] * (dh + dl);
-            yv[i] = y;
-            kd[i] = -(y < CUTOFF ? y : CUTOFF) * LOG2E + SHIFT;
+            s[Y][i] = y;
+            s[KD][i] = -(y < CUTOFF ? y : CUTOFF) * LOG2E + SHIFT;
         }
         for (size_t i = 0; i < n_do; i++)
-            sc[i] = double_of((bits_of(kd[i]) - SHIFT_BITS + 1023) << 52);
+            s[SC][i] = double_of((bits_of(s[KD][i]) - SHIFT_BITS + 1023) << 52);
         for (size_t i = 0; i < n_do; i++) {
-            double y = yv[i];
-            double kf = kd[i] - SHIFT;
+            double y = s[Y][i];
+            double kf = s[KD][i] - SHIFT;
             double r = (-(y < CUTOFF ? y : CUTOFF) - kf * LN2_HI) - kf * LN2_LO;
-            double ei = expm_poly(r) * sc[i];
+            double ei = expm_poly(r) * s[SC][i];
             ei = y <= CUTOFF ? ei : 0.0;
-            double f = ei * (r_hi[i] + r_lo[i]);
-            q[i] = cc[i] * f;
+            double f = ei * (s[RH][i] + s[RL][i]);
+            s[Q][i] = cc[i] * f;
             int reb = y > REBASE;
-            r_hi[i] = reb ? f : r_hi[i];
-            r_lo[i] = reb ? 0.0 : r_lo[i];
-            d_hi[i] = reb ? 0.0 : d_hi[i];
-            d_lo[i] = reb ? 0.0 : d_lo[i];
-            e[i] = reb ? 1.0 : ei;
+            s[RH][i] = reb ? f : s[RH][i];
+            s[RL][i] = reb ? 0.0 : s[RL][i];
+            s[DH][i] = reb ? 0.0 : s[DH][i];
+            s[DL][i] = reb ? 0.0 : s[DL][i];
+            s[E][i] = reb ? 1.0 : ei;
         }
         if ((size_t)at[k] == t + 1)
-            out[k++] = tree_sum(q, n_do);
+            out[k++] = tree_sum(s[Q], n_do);
     }
 }
 
