@@ -63,6 +63,9 @@ RTOL_MAX = 1e-2
 # method="auto" runs the exact method while its work sum(at) (element-steps) is below
 # this: a few tens of milliseconds on one core.
 AUTO_EXACT_WORK = 3e7
+# ... and also when sum(at) is below this many times (nodes * at[-1]), the fast
+# method's node-steps (one costs a few exact element-steps; bench/bench_curve.py).
+FAST_NODE_STEP_COST = 4.0
 _U = 2.0**-53
 MAX_NODES = 2048  # two groups of CDFAST_CURVE_MAX_NODES (csrc/cdfast.h)
 
@@ -225,7 +228,8 @@ def bound_curve_terms(
         O(T + M) memory, M = O((log(P_T / min eta) + log(1/rtol)) log(1/rtol)) nodes
         (a few hundred); every finite entry of ``b`` has relative error <= ``rtol``
         and ``a`` a few ulp (module docstring).  "auto": exact while sum(at) <
-        3e7 element-steps, else fast (exact if fast cannot meet ``rtol``).
+        3e7 element-steps or below 4 * M * at[-1] (a few taus of a long run), else
+        fast (exact if fast cannot meet ``rtol``).
     rtol : float
         Relative error guaranteed by the fast method, in [1e-13, 1e-2].
     backend : {None, "auto", "numba", "c"}
@@ -254,13 +258,17 @@ def bound_curve_terms(
     a = np.empty(taus.shape[0])
     b = np.empty(taus.shape[0])
     if method == "auto":
-        method = "exact" if float(taus.sum()) < AUTO_EXACT_WORK else "fast"
+        work = float(taus.sum())
+        method = "exact" if work < AUTO_EXACT_WORK else "fast"
         if method == "fast":
             try:
                 nodes = _fast_nodes_for(x, rtol)
             except ValueError as exc:  # fast cannot meet rtol here: exact always can
                 log.info("cdfast: bound_curve uses the exact method (%s)", exc)
                 method = "exact"
+            else:  # a few taus of a long run: their exact passes are cheaper
+                if work < FAST_NODE_STEP_COST * nodes[0].shape[0] * float(taus[-1]):
+                    method = "exact"
     elif method == "fast":
         nodes = _fast_nodes_for(x, rtol)
     if method == "fast":

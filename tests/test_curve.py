@@ -195,6 +195,7 @@ def test_auto_is_exact_for_small_work(backend):
 def test_auto_switches_to_fast_for_large_work(backend, monkeypatch):
     lr = CURVE_SCHEDULES["cosine"](500)
     monkeypatch.setattr(C, "AUTO_EXACT_WORK", 1000)
+    monkeypatch.setattr(C, "FAST_NODE_STEP_COST", 0.0)
     for got, want in zip(
         cdfast.bound_curve_terms(lr, rtol=1e-8, backend=backend),
         cdfast.bound_curve_terms(lr, method="fast", rtol=1e-8, backend=backend),
@@ -258,6 +259,17 @@ def test_bad_arguments_are_refused(backend, kwargs, exc, fragment):
 def test_bad_lr_is_refused(backend, method, lr, fragment):
     with pytest.raises(ValueError, match=fragment):
         cdfast.bound_curve(lr, method=method, backend=backend)
+
+
+def test_auto_uses_exact_for_a_few_taus_of_a_long_run(backend, monkeypatch):
+    lr = CURVE_SCHEDULES["cosine"](20_000)
+    at = [10, 15_000, 20_000]
+    monkeypatch.setattr(C, "AUTO_EXACT_WORK", 1000)
+    for got, want in zip(
+        cdfast.bound_curve_terms(lr, at=at, backend=backend),
+        cdfast.bound_curve_terms(lr, at=at, method="exact", backend=backend),
+    ):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_fast_refuses_a_range_it_cannot_resolve(backend, monkeypatch):
