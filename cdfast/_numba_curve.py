@@ -154,16 +154,20 @@ def _fast_group(lr, g, has_g, at, u, c, m0, m1, out):
             y = yv[i]
             kf = kd[i] - SHIFT
             r = (-min(y, CUTOFF) - kf * LN2_HI) - kf * LN2_LO
-            ei = _expm_poly(r) * sc[i]
-            ei = ei if y <= CUTOFF else 0.0
+            # Selections as exact arithmetic (x * 1.0 + y * 0.0 == x for finite x, y),
+            # which LLVM vectorises where it would not if-convert the branches;
+            # csrc/curve.c selects with ?: and gets the same bits.
+            alive = 1.0 if y <= CUTOFF else 0.0
+            ei = (_expm_poly(r) * sc[i]) * alive
             f = ei * (r_hi[i] + r_lo[i])
             q[i] = cc[i] * f
-            reb = y > REBASE
-            r_hi[i] = f if reb else r_hi[i]
-            r_lo[i] = 0.0 if reb else r_lo[i]
-            d_hi[i] = 0.0 if reb else d_hi[i]
-            d_lo[i] = 0.0 if reb else d_lo[i]
-            e[i] = 1.0 if reb else ei
+            reb = 1.0 if y > REBASE else 0.0
+            keep = 1.0 - reb
+            r_hi[i] = f * reb + r_hi[i] * keep
+            r_lo[i] = r_lo[i] * keep
+            d_hi[i] = d_hi[i] * keep
+            d_lo[i] = d_lo[i] * keep
+            e[i] = reb + ei * keep
         if at[k] == t + 1:
             out[k] = _tree_sum(q, n_do)
             k += 1
