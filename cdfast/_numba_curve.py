@@ -25,15 +25,16 @@ import numpy as np
 from ._numba import _OPTS
 
 OK, BAD_INPUT, NOT_FINITE, BAD_ARGUMENT = 0, 1, 2, 3
-# Rebase threshold on u_m d (see csrc/curve.c: CDFAST_CURVE_REBASE).  After a rebase
+# Rebase threshold on u_m d (csrc/curve.c: REBASE).  After a rebase
 # every factor exp(-u_m d) of a live anchor is >= exp(-REBASE), so 1/E never overflows.
 REBASE = 2.0
 # Factors exp(-y) with y > CUTOFF are taken as 0 (and the node's sum restarts from 0).
 # A contribution that entered after the anchor decays by more than CUTOFF - REBASE
 # there, so this drops relative weight below exp(-48) ~ 1e-21 (0.01 u); it spares the
-# exp call and keeps subnormals out of the sums.
+# exp evaluation and keeps subnormals out of the sums.
 CUTOFF = 50.0
-# The nodes are split into this many contiguous groups, one per thread.  A fixed
+# The nodes are split into this many contiguous groups, one per thread (the caller
+# interleaves them so that each group spans the whole range).  A fixed
 # count (not the thread count) keeps the summation order, and so the result, the
 # same on any machine and in both backends.
 GROUPS = 2
@@ -53,8 +54,8 @@ def _two_sum(hi, lo, x):
 # vectorises: exp(x) = 2^k exp(r), k = round(x / ln 2) (the 1.5 * 2^52 shift rounds
 # and leaves k in the low bits), r = x - k ln 2 in two parts (Cody-Waite; k ln2_hi is
 # exact for |k| < 2^21), |r| <= ln(2)/2, and exp(r) by its Taylor polynomial of degree
-# 13 (truncation < 5e-18; Estrin evaluation, rounding <= 2.5 u): relative error <= 3 u.  2^k (k >= -73)
-# is built from its exponent bits.  Same constants and order in csrc/curve.c.
+# 13 (truncation < 5e-18; Estrin evaluation, rounding <= 2.5 u): relative error
+# <= 3 u.  2^k (k >= -73) is built from its exponent bits.  Same constants and order in csrc/curve.c.
 SHIFT = 6755399441055744.0  # 1.5 * 2^52
 SHIFT_BITS = 4843621399236968448  # its bit pattern
 LOG2E = 1.4426950408889634

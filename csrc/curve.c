@@ -40,7 +40,7 @@
 /* Factors exp(-y) with y > CUTOFF are taken as 0 (the node's sum restarts
  * from 0): a contribution that entered after the anchor has decayed by more
  * than CUTOFF - REBASE, relative weight < exp(-48) ~ 1e-21.  Spares the exp
- * call and keeps subnormals out of the sums. */
+ * evaluation and keeps subnormals out of the sums. */
 #define CUTOFF 50.0
 /* Nodes are split into a fixed number of contiguous groups (one per thread):
  * the summation order, and so the result, does not depend on the thread count. */
