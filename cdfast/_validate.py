@@ -82,8 +82,8 @@ def raise_for_values(arrays: dict[str, FloatArray | None], all_zero_ok: bool = T
         raise ValueError("lr is all zeros; at least one learning rate must be positive")
     raise ValueError(
         "the bound overflowed float64 although every input is finite; the learning rates "
-        "(or grad_sq) are too large for double precision: rescale them (the bound's "
-        "coefficients scale as a ~ 1/eta and b ~ eta)"
+        "(or grad_sq) are too large, or too small (subnormal), for double precision: rescale "
+        "them (the bound's coefficients scale as a ~ 1/eta and b ~ eta)"
     )
 
 
@@ -123,3 +123,38 @@ def check_positive_last(lr: FloatArray, fn: str) -> None:
         "The paper's convention ends a decay at a positive LR (linear decay: eta_peak * (T-t)/T, "
         "so the last step is eta_peak/T); drop trailing zero steps or end the schedule above 0"
     )
+
+
+def as_steps(x: Any, name: str, T: int | None = None) -> NDArray[np.int64]:
+    """1-based, strictly increasing integer iterations (``<= T`` when T is given).
+
+    Whole-valued floats are accepted; a step of 0 gets a hint (no bound exists before
+    the first update).
+    """
+    arr = np.asarray(x)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence of 1-based iterations, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise TypeError(f"{name}[{i}] = {arr[i]!r} is not a whole number; iterations are integers 1..T")
+    elif arr.dtype.kind not in "iu" or arr.dtype.kind == "b":
+        raise TypeError(f"{name} must hold integer iterations, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    upper = T if T is not None else np.iinfo(np.int64).max
+    out = (arr < 1) | (arr > upper)
+    if out.any():
+        i = int(np.argmax(out))
+        hint = "; drop the loss at step 0 (no bound exists before the first update)" if arr[i] == 0 else ""
+        where = f"1..T = 1..{T}" if T is not None else "1.."
+        raise ValueError(f"{name}[{i}] = {arr[i]} is outside {where}; iterations are 1-based{hint}")
+    if arr.size > 1:
+        back = np.diff(arr) <= 0
+        if back.any():
+            i = int(np.argmax(back)) + 1
+            raise ValueError(
+                f"{name} must be strictly increasing: {name}[{i}] = {arr[i]} follows "
+                f"{name}[{i - 1}] = {arr[i - 1]}; sort and deduplicate it"
+            )
+    return arr

@@ -48,6 +48,8 @@ def _kernel_terms(kind: str, lr: ArrayLike, grad_sq: ArrayLike | None, backend: 
         if status == BAD_ARGUMENT:  # cannot happen after as_vector; keep the kernels honest
             raise RuntimeError(f"{fn}: backend {be.name!r} rejected validated input (status {status})")
         V.raise_for_values({"lr": x, "grad_sq": g}, all_zero_ok=False)
+    if not np.isfinite(out[0]):  # 1 / (2 P) overflows for subnormal LRs (curves report +inf)
+        V.raise_for_values({"lr": x, "grad_sq": g}, all_zero_ok=False)
     return float(out[0]), float(out[1])
 
 

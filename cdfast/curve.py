@@ -178,26 +178,7 @@ def _fast_nodes_for(x: np.ndarray, rtol: float) -> tuple[np.ndarray, np.ndarray]
 def _check_at(at: ArrayLike | None, T: int) -> np.ndarray:
     if at is None:
         return np.arange(1, T + 1, dtype=np.int64)
-    arr = np.asarray(at)
-    if arr.ndim != 1:
-        raise ValueError(f"at must be a 1-D sequence of 1-based iterations, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError("at is empty; give at least one 1-based iteration (or None for all)")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            i = int(np.argmax(~np.isfinite(arr) | (arr != np.round(arr))))
-            raise TypeError(f"at[{i}] = {arr[i]!r} is not a whole number; iterations are integers 1..T")
-    elif arr.dtype.kind not in "iu":
-        raise TypeError(f"at must hold integer iterations, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    out_of_range = (arr < 1) | (arr > T)
-    if out_of_range.any():
-        i = int(np.argmax(out_of_range))
-        raise ValueError(f"at[{i}] = {arr[i]} is outside 1..T = 1..{T}; iterations are 1-based")
-    if arr.size > 1 and np.any(np.diff(arr) <= 0):
-        i = int(np.argmax(np.diff(arr) <= 0)) + 1
-        raise ValueError(f"at must be strictly increasing: at[{i}] = {arr[i]} follows at[{i - 1}] = {arr[i - 1]}; sort and deduplicate it")
-    return np.ascontiguousarray(arr)
+    return V.as_steps(at, "at", T)
 
 
 def bound_curve_terms(
@@ -303,7 +284,8 @@ def bound_curve(
     ``L_star + D**2 * a + G**2 * b`` with ``(a, b) = bound_curve_terms(...)``; see
     :func:`bound_curve_terms` for ``at``, ``method``, ``rtol`` and the error bound.
     Entries where the bound is infinite (eta_tau == 0 after a positive LR, or
-    P_tau == 0) are ``+inf``, without warnings.
+    P_tau == 0), or exceeds the float64 range (subnormal LRs), are ``+inf``, without
+    warnings.
 
     Examples
     --------

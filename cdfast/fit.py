@@ -127,25 +127,6 @@ class CurveFit:
 # ---------------------------------------------------------------------------
 
 
-def _check_steps(steps: ArrayLike, name: str) -> NDArray[np.int64]:
-    s = np.asarray(steps)
-    if s.ndim != 1 or s.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array of 1-based iterations, got shape {s.shape}")
-    if s.dtype.kind == "f":
-        if not np.all(np.isfinite(s)) or np.any(s != np.round(s)):
-            i = int(np.argmax(~np.isfinite(s) | (s != np.round(s))))
-            raise TypeError(f"{name}[{i}] = {s[i]!r} is not a whole number; iterations are integers")
-    elif s.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer iterations, got dtype {s.dtype}")
-    s = s.astype(np.int64)
-    if s[0] < 1:
-        raise ValueError(f"{name}[0] = {s[0]} is not a 1-based iteration; drop the loss at step 0 (no bound exists there)")
-    if s.size > 1 and np.any(np.diff(s) <= 0):
-        i = int(np.argmax(np.diff(s) <= 0)) + 1
-        raise ValueError(f"{name} must be strictly increasing: {name}[{i}] = {s[i]} follows {s[i - 1]}; sort and deduplicate")
-    return s
-
-
 def _fit_mask(fit_steps: Any, steps: NDArray[np.int64], name: str) -> NDArray[np.bool_]:
     if fit_steps is None:
         return np.ones(steps.shape, dtype=bool)
@@ -229,7 +210,7 @@ def fit_loss_curves(
     rows, ys, masks, ss, runs = [], [], [], [], []
     for i in range(n):
         tag = "" if n == 1 else f" (run {i})"
-        s = _check_steps(steps[i], "steps" + tag)
+        s = V.as_steps(steps[i], "steps" + tag)
         y = V.as_vector(losses[i], "loss" + tag)
         if y.shape != s.shape:
             raise ValueError(f"loss{tag} has {y.size} values but steps has {s.size}; give one loss per logged step")

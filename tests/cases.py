@@ -51,4 +51,5 @@ BAD_INPUTS = [
     ("G nan", np.ones(3), {"G": float("nan")}, ValueError, "G = nan is not finite"),
     ("D string", np.ones(3), {"D": "1"}, TypeError, "D must be a real number"),
     ("overflow", np.full(3, 1e300), {}, ValueError, "overflowed"),
+    ("subnormal", np.full(3, 1e-310), {}, ValueError, "too small (subnormal)"),
 ]
