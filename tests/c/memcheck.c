@@ -1,0 +1,98 @@
+/*
+ * Drives every C kernel over the edge cases, for AddressSanitizer/UBSan or valgrind
+ * (tests/test_memcheck.py builds and runs it).  Exits nonzero if a kernel returns a
+ * status other than the one its contract in csrc/cdfast.h promises.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cdfast.h"
+
+static int failures = 0;
+
+static void expect(int got, int want, const char *what, size_t n)
+{
+    if (got != want) {
+        fprintf(stderr, "FAIL %s (n=%zu): status %d, expected %d\n", what, n, got, want);
+        failures++;
+    }
+}
+
+/* Exactly-sized heap copies, so any read past the end is caught. */
+static double *filled(size_t n, double v)
+{
+    double *x = malloc((n ? n : 1) * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = v * (1.0 + (double)(i % 7) / 7.0);
+    return x;
+}
+
+static void all_kernels(const double *lr, const double *g, size_t n, int want_last, int want_avg)
+{
+    double out[2];
+    expect(cdfast_last_iterate(lr, g, n, out), want_last, "last_iterate", n);
+    expect(cdfast_average_iterate(lr, g, n, out), want_avg, "average_iterate", n);
+    if (n == 0)
+        return;
+    int64_t *at = malloc(n * sizeof *at);
+    double *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *scratch = malloc(n * sizeof *scratch);
+    for (size_t i = 0; i < n; i++)
+        at[i] = (int64_t)i + 1;
+    cdfast_curve_exact(lr, g, n, at, n, a, b);  /* status depends on the case; memory is what is checked */
+    double u[4] = {1e-3, 1e-1, 1e-2, 1.0}, c[4] = {1e-3, 1e-1, 1e-2, 1.0};
+    cdfast_curve_fast(lr, g, n, at, n, u, c, 4, a, b, scratch);
+    free(at), free(a), free(b), free(scratch);
+}
+
+int main(void)
+{
+    size_t sizes[] = {1, 2, 7, 8, 9, 15, 16, 17, 1023, 1024, 1025, 2048, 4097};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t n = sizes[k];
+        double *lr = filled(n, 1e-3), *g = filled(n, 2.0);
+        all_kernels(lr, NULL, n, CDFAST_OK, CDFAST_OK);
+        all_kernels(lr, g, n, CDFAST_OK, CDFAST_OK);
+        size_t where[] = {0, n / 2, n - 1};
+        for (int w = 0; w < 3; w++) {
+            double keep = lr[where[w]];
+            lr[where[w]] = NAN;
+            all_kernels(lr, NULL, n, CDFAST_BAD_INPUT, CDFAST_BAD_INPUT);
+            lr[where[w]] = -1.0;
+            all_kernels(lr, NULL, n, CDFAST_BAD_INPUT, CDFAST_BAD_INPUT);
+            lr[where[w]] = INFINITY;
+            all_kernels(lr, NULL, n, CDFAST_NOT_FINITE, CDFAST_NOT_FINITE);
+            lr[where[w]] = keep;
+            g[where[w]] = NAN;
+            all_kernels(lr, g, n, CDFAST_BAD_INPUT, CDFAST_BAD_INPUT);
+            g[where[w]] = 2.0;
+        }
+        lr[n - 1] = 0.0;  /* zero final LR: +inf b, status OK (the Python layer refuses it) */
+        double out[2];
+        expect(cdfast_last_iterate(lr, NULL, n, out), CDFAST_OK, "zero final", n);
+        if (!isinf(out[1]) && n > 1) {
+            fprintf(stderr, "FAIL zero final LR (n=%zu): b = %g, expected +inf\n", n, out[1]);
+            failures++;
+        }
+        all_kernels(lr, NULL, n, CDFAST_OK, n == 1 ? CDFAST_NOT_FINITE : CDFAST_OK);  /* n == 1: all zero */
+        free(lr), free(g);
+        double *tiny = filled(n, 5e-324), *huge = filled(n, 1e300), *zero = filled(n, 0.0);
+        /* subnormal LRs: a = 1/(2P) is +inf with status OK; cdfast.bounds refuses it */
+        all_kernels(tiny, NULL, n, CDFAST_OK, CDFAST_OK);
+        /* huge LRs: eta^2 overflows (a single step has no square in b) */
+        all_kernels(huge, NULL, n, n == 1 ? CDFAST_OK : CDFAST_NOT_FINITE, CDFAST_NOT_FINITE);
+        all_kernels(zero, NULL, n, CDFAST_OK, CDFAST_NOT_FINITE);
+        free(tiny), free(huge), free(zero);
+    }
+    /* n == 0 and malformed `at` are refused, never read */
+    double one = 1.0, out[2], a[2], b[2];
+    expect(cdfast_last_iterate(&one, NULL, 0, out), CDFAST_BAD_ARGUMENT, "n == 0", 0);
+    expect(cdfast_average_iterate(&one, NULL, 0, out), CDFAST_BAD_ARGUMENT, "n == 0", 0);
+    int64_t bad_at[3][2] = {{0, 1}, {1, 2}, {1, 1}};
+    for (int k = 0; k < 3; k++)
+        expect(cdfast_curve_exact(&one, NULL, 1, bad_at[k], 2, a, b), CDFAST_BAD_ARGUMENT, "bad at", 1);
+    if (failures)
+        return 1;
+    puts("memcheck: all kernels clean");
+    return 0;
+}
