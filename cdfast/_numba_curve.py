@@ -22,7 +22,7 @@ import math
 import numba
 import numpy as np
 
-from ._numba import _OPTS
+from ._numba import _OPTS, _tree_sum
 
 OK, BAD_INPUT, NOT_FINITE, BAD_ARGUMENT = 0, 1, 2, 3
 # Rebase threshold on u_m d (csrc/curve.c: REBASE).  After a rebase
@@ -85,18 +85,6 @@ def _expm_poly(r):
     d0 = c0 + c1 * r4
     d1 = c2 + b6 * r4
     return d0 + d1 * r8
-
-
-@numba.njit(inline="always", **_OPTS)
-def _tree_sum(q, n):
-    # Pairwise sum in place (destroys q): each level is an elementwise loop.
-    while n > 1:
-        h = n // 2
-        o = n - h
-        for i in range(h):
-            q[i] = q[i] + q[o + i]
-        n = o
-    return q[0] if n == 1 else 0.0
 
 
 @numba.njit(**_OPTS)

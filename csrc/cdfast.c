@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include "cdfast.h"
+#include "summation.h"
 
 /* Elements per chunk.  A chunk's gaps and quotients live in two stack buffers
  * (16 KiB, stays in L1).  BLOCK is the scan block: the serial suffix-sum chain
@@ -58,18 +59,6 @@ static void quotients(double *restrict q, const double *restrict gap, size_t m)
         q[i] = q[i] / gap[i];
 }
 
-/* Pairwise summation in place: fold the top half onto the bottom half; the
- * error grows with log2(n), not n. */
-static double tree_sum(double *q, size_t n)
-{
-    while (n > 1) {
-        size_t h = n / 2, o = n - h;
-        for (size_t i = 0; i < h; i++)
-            q[i] = q[i] + q[o + i];
-        n = o;
-    }
-    return n == 1 ? q[0] : 0.0;
-}
 
 /*
  * One backward pass over lr[0..n-1] (n >= 1):

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <string.h>
 #include "cdfast.h"
+#include "summation.h"
 
 /* The node loops select with ?: (rebase, cutoff).  GCC if-converts them into
  * vector blends only when it may assume no floating-point traps; that changes
@@ -90,17 +91,6 @@ ALWAYS_INLINE double expm_poly(double r)
     return d0 + d1 * r8;
 }
 
-/* Pairwise sum in place (destroys q): each level is an elementwise loop. */
-ALWAYS_INLINE double tree_sum(double *q, size_t n)
-{
-    while (n > 1) {
-        size_t h = n / 2, o = n - h;
-        for (size_t i = 0; i < h; i++)
-            q[i] = q[i] + q[o + i];
-        n = o;
-    }
-    return n == 1 ? q[0] : 0.0;
-}
 
 ALWAYS_INLINE int64_t bits_of(double x)
 {
