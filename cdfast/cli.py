@@ -17,12 +17,12 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import _files
 from . import _validate as V
 from . import schedules as S
 from ._progress import Progress
@@ -234,15 +234,7 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str = "w") -> No
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise CliError(f"cannot write {path!r}: directory {directory!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".cdfast-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, mode, **({"newline": ""} if "b" not in mode else {})) as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _files.atomic_write(path, write, mode)
 
 
 def write_table(path: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -10,10 +10,11 @@ failed write never leaves a partial PNG behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Sequence
 
 import numpy as np
+
+from . import _files
 from numpy.typing import ArrayLike
 
 _INSTALL = 'plotting needs matplotlib; install it with: pip install "cdfast[plot]"'
@@ -33,17 +34,8 @@ def _pyplot() -> Any:
 def save_png(fig: Any, path: str | os.PathLike) -> None:
     """Write ``fig`` to ``path`` as PNG atomically and close it."""
     plt = _pyplot()
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".cdfast-", suffix=".png", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        _files.atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight"), "wb")
     finally:
         plt.close(fig)
 
