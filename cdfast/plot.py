@@ -10,6 +10,7 @@ failed write never leaves a partial PNG behind.
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,6 +30,11 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _wrap(title: str, width: int = 64) -> str:
+    """Long titles (W&B run names run to 150 characters) wrap instead of overflowing."""
+    return textwrap.fill(title, width, break_long_words=True, break_on_hyphens=False)
 
 
 def save_png(fig: Any, path: str | os.PathLike) -> None:
@@ -60,7 +66,7 @@ def curve_figure(steps: ArrayLike, lr: ArrayLike, bound: ArrayLike, *, lr_steps:
     ax_b.set_ylabel("bound")
     ax_b.legend()
     if title:
-        ax_lr.set_title(title)
+        ax_lr.set_title(_wrap(title), fontsize="medium")
     fig.tight_layout()
     return fig
 
@@ -109,7 +115,7 @@ def fit_figure(steps: ArrayLike, loss: ArrayLike, fitted: ArrayLike, lr: ArrayLi
     ax_r.set_ylabel("residual")
     ax_r.set_xlabel("step")
     if title:
-        ax_lr.set_title(title)
+        ax_lr.set_title(_wrap(title), fontsize="medium")
     fig.tight_layout()
     return fig
 
@@ -128,7 +134,7 @@ def exam_figure(T: ArrayLike, scaled: ArrayLike, *, qualified: bool | None = Non
     ax.set_xlabel("horizon T")
     ax.set_ylabel(r"$\sqrt{T}\,\times$ bound at $\eta_{peak}=1/\sqrt{T}$")
     verdict = {True: "qualified", False: "not qualified", None: ""}[qualified]
-    ax.set_title(" - ".join(x for x in (title, verdict) if x))
+    ax.set_title(_wrap(" - ".join(x for x in (title, verdict) if x)), fontsize="medium")
     fig.tight_layout()
     return fig
 
@@ -154,7 +160,7 @@ def peak_lr_figure(curves: Sequence[tuple[str, float, float]], *, D: float = 1.0
     ax.set_ylabel("last-iterate bound, eq. (2.4)")
     ax.legend(fontsize="small")
     if title:
-        ax.set_title(title)
+        ax.set_title(_wrap(title), fontsize="medium")
     fig.tight_layout()
     return fig
 
