@@ -196,6 +196,30 @@ class WandbRun:
         keep = (steps >= 1) & (steps <= self.T)
         return steps[keep], loss[keep]
 
+    @property
+    def family(self) -> str:
+        """The schedule family without its peak LR and horizon, e.g. ``"cos"``,
+        ``"wsd(0.8, linear)"``, ``"constant"`` (WSD with no decay): runs of one family
+        differ only in ``lr`` and ``iterations`` (a cosine floor under 1% of the peak
+        counts as decaying to zero)."""
+        c = self.config
+        kind = str(c.get("scheduler", "none"))
+        if kind == "cos":  # a floor below 1% of the peak counts as decaying to ~0
+            final = float(c.get("cos_final_lr", 0.0)) / float(c["lr"])
+            return "cos" if final < 0.01 else f"cos(final={final:g} peak)"
+        frac = float(c.get("wsd_fract_decay", 0.0)) if kind == "wsd" else 0.0
+        return f"wsd({frac:g}, {c.get('decay_type', 'linear')})" if frac > 0 else "constant"
+
+    def diverged(self, rise: float = 0.2, section: str = "val", column: str = "val_loss") -> bool:
+        """Whether training failed: the last logged loss exceeds the best one by more than
+        ``rise`` (relative).  A run that trains ends near its minimum (within evaluation
+        noise, well under 20%); a diverged run no longer follows any bound of eq. (2.4)
+        and should be left out of fits and of prediction scores."""
+        _, loss = self.curve(section, column)
+        if loss.size == 0:
+            raise ValueError(f"run {self.name!r} logs no finite {section}/{column}; cannot tell whether it diverged")
+        return bool(loss[-1] > (1.0 + rise) * loss.min())
+
     def lr(self) -> FloatArray:
         """``eta_1 .. eta_T`` rebuilt from the config (see :func:`lr_from_config`)."""
         return lr_from_config(self.config)

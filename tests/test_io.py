@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -123,3 +124,25 @@ def test_real_runs_rebuilt_lr_matches_logged(runs):
         steps, loss = run.curve()
         assert steps[0] >= 1 and steps[-1] <= run.T and np.all(np.diff(steps) > 0)
         assert run.lr()[-1] > 0
+
+
+def test_family_and_diverged(tmp_path):
+    history = {"val": {"iter": [100, 200, 300], "val_loss": [5.0, 4.0, 4.7]}}
+    run = read_wandb_json(_export(tmp_path, history))
+    assert run.family == "wsd(0.5, linear)"
+    # last loss 4.7 is 17.5% above the best 4.0: diverged at a 10% rise, not at 20%
+    assert run.diverged(rise=0.1) and not run.diverged(rise=0.2)
+    cfg = dict(run.config, scheduler="cos", cos_final_lr=1e-7)
+    assert dataclasses.replace(run, config=cfg).family == "cos"
+    assert dataclasses.replace(run, config=dict(cfg, cos_final_lr=1e-4)).family == "cos(final=0.1 peak)"
+    assert dataclasses.replace(run, config=dict(cfg, scheduler="wsd", wsd_fract_decay=0.0)).family == "constant"
+
+
+def test_real_runs_families_and_divergence(runs):
+    fams = {}
+    for run in runs:
+        fams.setdefault(run.family, []).append(run)
+    assert sorted(fams) == ["constant", "cos", "wsd(0.8, linear)"]
+    # exactly one run blew up (cosine at peak LR 5e-3): its last val loss is far above its best
+    bad = [r for r in runs if r.diverged()]
+    assert len(bad) == 1 and bad[0].config["lr"] == 0.005 and bad[0].family == "cos"
