@@ -1,93 +1,131 @@
 """Generalization 1 on real runs: the 17 GPT-style 124M runs in ../shared/data/llm124m.
 
-Prints, per run:
-* in-sample R^2 of the three-constant fit on the whole validation-loss curve;
-* "fit the first half, predict the second half": R^2 on the second half, R^2 of that
-  model on the whole curve, and the relative error of the predicted last logged loss,
-  for the paper's plain fit and for variants;
-* cross-run prediction: a joint fit on all other runs predicts this run's last loss
-  (leave one run out).
+What is fitted: the validation loss logged every 200 steps (``history.val``), the loss of
+``w_t`` after ``t`` updates on the same validation batches each time.  The training loss
+is noisier (one batch) and is the loss of the batch used for update ``t``, i.e. of
+``w_{t-1}``.  The trainer evaluates the last step ``T`` on the *full* validation set
+(``summary["final-val/loss"]``, about 1% higher than the subset loss), so the "final
+loss" scored here is the last logged subset loss (step ``T - 200``), predicted at that
+step.
 
-Variants (all three-constant, the paper's form):
-* burn-in ``b``: drop the logged points at steps <= b from the fit (the early transient
-  is the least convex part of training);
-* ``robust``: Huber loss on log residuals.
-The burn-in is *not* chosen on the run being scored: for each run, the candidate with
-the smallest median held-out error over the *other* runs is used (nested
-leave-one-run-out), so no held-out point of a run influences its own prediction.
+Two protocols, each scored by the relative error of the predicted final loss:
+* half split: fit steps ``<= T/2`` of a run, predict its second half (R^2 on the second
+  half is computed on second-half points only, against their own mean);
+* cross-run: leave one run out, fit the others jointly, predict the left-out run.
+Runs that diverged (``WandbRun.diverged``: last loss > 1.2 x best) are excluded from fits
+and scores, and listed.
+
+Variants are principled options of ``cdfast.fit_loss_curves``: a burn-in (steps, or a
+fraction of T), the Huber log-residual fit (``robust``), a fitted peak-LR exponent
+(``peak_power="fit"``, since AdamW's step is not eta * gradient), and constants shared
+per schedule family (``WandbRun.family``) instead of across all runs.  A variant is chosen
+by held-out error only: for each run, the candidate with the smallest root-mean-square
+held-out error over the *other* runs (nested leave-one-run-out; RMS rather than median
+because the aim also bounds the worst run, and a median choice picks variants with one
+large miss); the variant with the smallest RMS over all runs is printed too.
 
 Run:  python bench/validate_llm124m.py
 """
 
 from __future__ import annotations
 
+import itertools
 import pathlib
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 import cdfast
+from cdfast.fit import r_squared
 from cdfast.io import read_wandb_json
 
 DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "llm124m"
-BURN_INS = (0, 500, 1000, 2000, 4000)
+HALF_BURN_INS = (0, 1000, 2000, 4000, 6000, 0.1, 0.2, 0.3)  # int: steps, float: fraction of T
+CROSS_BURN_INS = (0, 2000, 4000, 8000, 12000)
 
 
-def diverged(loss: np.ndarray) -> bool:
-    """A run whose last logged loss exceeds its best by 20% did not train (it diverged)."""
-    return bool(loss[-1] > 1.2 * loss.min())
+@dataclass(frozen=True)
+class Run:
+    label: str
+    family: str
+    lr: np.ndarray
+    steps: np.ndarray
+    loss: np.ndarray
+    terms: tuple
+    diverged: bool
+
+    @property
+    def T(self) -> int:
+        return self.lr.shape[0]
 
 
-def load_runs(data: pathlib.Path = DATA):
-    """[(label, lr, steps, loss, terms)] with the bound terms computed once per schedule."""
+def load_runs(data: pathlib.Path = DATA) -> list[Run]:
+    """All runs, LR rebuilt from the config, bound terms computed once at the logged steps."""
     runs = []
     for path in sorted(data.glob("*.json")):
-        run = read_wandb_json(path)
-        steps, loss = run.curve("val", "val_loss")
-        lr = run.lr()
-        c = run.config
-        label = f"{path.name.split('_')[0]:<14s} {c['scheduler']:>3s} lr={c['lr']:<7g} T={run.T}"
-        label += " DIVERGED" if diverged(loss) else ""
-        runs.append((label, lr, steps, loss, cdfast.bound_curve_terms(lr, at=steps)))
+        w = read_wandb_json(path)
+        steps, loss = w.curve("val", "val_loss")
+        lr = w.lr()
+        label = f"{w.family:<16s} lr={w.config['lr']:<7g} T={w.T}"
+        runs.append(Run(label, w.family, lr, steps, loss, cdfast.bound_curve_terms(lr, at=steps), w.diverged()))
     return runs
 
 
-def half_split(runs, burn: int, robust: bool):
-    """Per run: (fit, last-point relative error, second-half R^2, whole-curve R^2)."""
-    out = []
-    for _, lr, steps, loss, terms in runs:
-        T = lr.shape[0]
-        mask = (steps <= T // 2) & (steps > burn)
-        f = cdfast.fit_loss_curves([lr], [steps], [loss], fit_steps=[mask], robust=robust, terms=[terms])
-        err = (f.prediction[-1] - loss[-1]) / loss[-1]
-        out.append((f, err, f.r2_holdout, cdfast.fit.r_squared(loss, f.prediction)))
-    return out
+def label(v: tuple) -> str:
+    burn, robust, *rest = v
+    b = f"{burn:g}T" if isinstance(burn, float) else str(burn)
+    s = f"b={b}{' huber' if robust else ''}"
+    if rest:
+        power, group = rest
+        s += (" p=fit" if power == "fit" else "") + (" per-family" if group else "")
+    return s
+
+
+# ---------------------------------------------------------------------------
+# protocol 1: first half -> second half
+
+
+def half_split(run: Run, burn, robust: bool):
+    """(fit, final-loss relative error, 2nd-half R^2, whole-curve R^2) of one variant."""
+    f = cdfast.fit_loss_curves([run.lr], [run.steps], [run.loss], fit_steps=[run.steps <= run.T // 2],
+                               robust=robust, terms=[run.terms], burn_in=burn)
+    second = run.steps > run.T // 2
+    err = (f.prediction[-1] - run.loss[-1]) / run.loss[-1]
+    return f, err, r_squared(run.loss[second], f.prediction[second]), r_squared(run.loss, f.prediction)
+
+
+# ---------------------------------------------------------------------------
+# protocol 2: leave one run out
+
+
+def cross_run(runs: list[Run], burn, robust: bool, power, per_family: bool) -> np.ndarray:
+    """Relative error of each run's final loss predicted by a joint fit of the others."""
+    errs = np.empty(len(runs))
+    for i, run in enumerate(runs):
+        train = [r for j, r in enumerate(runs) if j != i and (not per_family or r.family == run.family)]
+        p = power if len({r.lr.max() for r in train}) > 1 else 1.0  # one peak LR: the exponent is moot
+        f = cdfast.fit_loss_curves([r.lr for r in train], [r.steps for r in train], [r.loss for r in train],
+                                   terms=[r.terms for r in train], robust=robust, burn_in=burn, peak_power=p)
+        errs[i] = (f.predict(run.lr, at=run.steps[-1:])[0] - run.loss[-1]) / run.loss[-1]
+    return errs
 
 
 def nested_choice(errors: np.ndarray) -> np.ndarray:
-    """errors[k, i] = |error| of run i with candidate k; pick k per run from the others."""
-    n = errors.shape[1]
-    pick = np.empty(n, dtype=int)
-    for i in range(n):
-        others = np.delete(errors, i, axis=1)
-        pick[i] = int(np.argmin(np.median(others, axis=1)))
-    return pick
+    """errors[k, i] = |error| of run i with variant k; the variant for run i is chosen on the others."""
+    return np.array([int(np.argmin(np.sqrt(np.mean(np.delete(errors, i, axis=1) ** 2, axis=1))))
+                     for i in range(errors.shape[1])])
 
 
-def cross_run(runs, burn: int, robust: bool) -> np.ndarray:
-    """Leave one run out: joint fit on the others (steps > burn), predict its last loss."""
-    errs = np.empty(len(runs))
-    for i in range(len(runs)):
-        train = [r for j, r in enumerate(runs) if j != i]
-        f = cdfast.fit_loss_curves(
-            [r[1] for r in train], [r[2] for r in train], [r[3] for r in train],
-            fit_steps=[r[2] > burn for r in train], robust=robust, terms=[r[4] for r in train],
-        )
-        _, lr, steps, loss, _ = runs[i]
-        pred = f.predict(lr, at=steps[-1:])[0]
-        errs[i] = (pred - loss[-1]) / loss[-1]
-    return errs
+def table(runs: list[Run], variants: list, errs: np.ndarray, title: str) -> tuple[np.ndarray, int]:
+    """Print the per-variant summary; return the nested choice per run and the best-RMS variant."""
+    a = np.abs(errs)
+    rms = np.sqrt(np.mean(a ** 2, axis=1))
+    print(f"  {title}: final-loss |error| (%) per variant, median / max / RMS over runs")
+    for k, v in enumerate(variants):
+        print(f"    {label(v):<34s} {100 * np.median(a[k]):6.2f} {100 * np.max(a[k]):6.2f} {100 * rms[k]:6.2f}")
+    return nested_choice(a), int(np.argmin(rms))
 
 
 def main() -> int:
@@ -95,77 +133,47 @@ def main() -> int:
         print(f"data not found at {DATA}; nothing to validate")
         return 1
     t0 = time.perf_counter()
-    runs = load_runs()
-    t_load = time.perf_counter() - t0
-    lr, steps, loss, _ = runs[-1][1:]
-    t1 = time.perf_counter()
-    cdfast.fit_loss_curve(lr, steps, loss)
-    t_fit = time.perf_counter() - t1
-    print(f"{len(runs)} runs loaded (LR rebuilt, bound terms at logged steps) in {t_load:.2f} s; "
-          f"one full fit of a {lr.size}-step run with {steps.size} points: {t_fit * 1e3:.0f} ms\n")
+    allruns = load_runs()
+    runs = [r for r in allruns if not r.diverged]
+    print(f"{len(allruns)} runs loaded in {time.perf_counter() - t0:.2f} s; diverged (excluded from fits and "
+          f"scores): {[r.label for r in allruns if r.diverged]}\n")
 
-    print("In-sample fit on the whole curve (paper form, plain least squares)")
-    for label, lr, steps, loss, terms in runs:
-        f = cdfast.fit_loss_curves([lr], [steps], [loss], terms=[terms])
-        print(f"  {label}  R^2 = {f.r2:.4f}  L_inf = {f.L_inf:.3f}  D~^2 = {f.D_sq:.3g}  G~^2 = {f.G_sq:.3g}")
+    print("Protocol 1: fit the first half, predict the second half")
+    hv = list(itertools.product(HALF_BURN_INS, (False, True)))
+    res = [[half_split(r, *v) for r in runs] for v in hv]
+    herr = np.array([[x[1] for x in row] for row in res])
+    hpick, hbest = table(runs, hv, herr, "first half -> second half")
+    print(f"\n  per run: in-sample R^2 (paper form, whole curve); paper form (first half, plain) and the variant "
+          f"chosen on the other runs: 2nd-half R^2, final-loss error")
+    for i, r in enumerate(runs):
+        whole = cdfast.fit_loss_curves([r.lr], [r.steps], [r.loss], terms=[r.terms])
+        _, pe, pr2, _ = res[0][i]
+        _, ce, cr2, _ = res[hpick[i]][i]
+        print(f"    {r.label}  R^2 {whole.r2:.3f} | paper {pr2:8.2f} {100 * pe:+6.2f}% | "
+              f"{label(hv[hpick[i]]):<14s} {cr2:8.2f} {100 * ce:+6.2f}%")
+    chosen = np.array([herr[hpick[i], i] for i in range(len(runs))])
+    r2c = np.array([res[hpick[i]][i][2] for i in range(len(runs))])
+    print(f"  => nested choice: median |err| {100 * np.median(np.abs(chosen)):.2f}%, max {100 * np.max(np.abs(chosen)):.2f}%;"
+          f" best-RMS variant {label(hv[hbest])}: {100 * np.median(np.abs(herr[hbest])):.2f}% / "
+          f"{100 * np.max(np.abs(herr[hbest])):.2f}%; paper form {100 * np.median(np.abs(herr[0])):.2f}% / "
+          f"{100 * np.max(np.abs(herr[0])):.2f}%")
+    print(f"     2nd-half R^2 >= 0.95 on {int(np.sum(r2c >= 0.95))} of {len(runs)} runs (median {np.median(r2c):.2f})")
 
-    print("\nFirst half -> second half")
-    table = {}
-    for robust in (False, True):
-        for burn in BURN_INS:
-            table[(burn, robust)] = half_split(runs, burn, robust)
-    keys = list(table)
-    header = "  ".join(f"b={b}{'r' if r else ''}" for b, r in keys)
-    print(f"  last-loss relative error (%) per variant (b = burn-in steps, r = robust):\n  {'run':<42s}{header}")
-    errs = np.array([[res[1] for res in table[k]] for k in keys])  # (variant, run)
-    for i, (label, *_) in enumerate(runs):
-        print(f"  {label:<42s}" + "".join(f"{100 * e:>+8.2f}" for e in errs[:, i]))
-    for name, agg in (("median |err|", np.median), ("max |err|", np.max)):
-        print(f"  {name:<42s}" + "".join(f"{100 * v:>8.2f}" for v in agg(np.abs(errs), axis=1)))
-
-    paper = table[(0, False)]
-    print("\n  paper form (no burn-in, plain): per run R^2 on 2nd half / R^2 of that model on the whole curve")
-    for (label, *_), (f, e, r2h, r2all) in zip(runs, paper):
-        print(f"  {label}  fit R^2 = {f.r2:.4f}  2nd-half R^2 = {r2h:8.3f}  whole-curve R^2 = {r2all:.4f}  "
-              f"last-loss err = {100 * e:+.2f}%")
-
-    pick = nested_choice(np.abs(errs))
-    chosen = np.array([errs[pick[i], i] for i in range(len(runs))])
-    print("\n  variant chosen per run by nested leave-one-run-out (never by the run's own held-out points):")
-    for i, (label, *_) in enumerate(runs):
-        b, r = keys[pick[i]]
-        f, e, r2h, r2all = table[keys[pick[i]]][i]
-        print(f"  {label}  burn-in {b:>4d}{' robust' if r else '       '}  2nd-half R^2 = {r2h:8.3f}  "
-              f"whole-curve R^2 = {r2all:.4f}  last-loss err = {100 * e:+.2f}%")
-    print(f"  => median |err| = {100 * np.median(np.abs(chosen)):.2f}%  max |err| = {100 * np.max(np.abs(chosen)):.2f}%  "
-          f"(paper form: median {100 * np.median(np.abs(errs[0])):.2f}%, max {100 * np.max(np.abs(errs[0])):.2f}%)")
-    r2h = np.array([table[keys[0]][i][2] for i in range(len(runs))])
-    print(f"  paper form: 2nd-half R^2 >= 0.95 on {int(np.sum(r2h >= 0.95))} of {len(runs)} runs "
-          f"(median {np.median(r2h):.2f})")
-
-    print("\nCross-run prediction (leave one run out, joint fit on the other 16 whole curves)")
-    cr = {(b, r): cross_run(runs, b, r) for b in (0, 2000, 4000) for r in (False, True)}
-    ck = list(cr)
-    cerr = np.array([cr[k] for k in ck])
-    print(f"  {'run':<42s}" + "".join(f"  b={b}{'r' if r else ''}" for b, r in ck))
-    for i, (label, *_) in enumerate(runs):
-        print(f"  {label:<42s}" + "".join(f"{100 * e:>+8.2f}" for e in cerr[:, i]))
-    for name, agg in (("median |err|", np.median), ("max |err|", np.max)):
-        print(f"  {name:<42s}" + "".join(f"{100 * v:>8.2f}" for v in agg(np.abs(cerr), axis=1)))
-    cpick = nested_choice(np.abs(cerr))
+    print("\nProtocol 2: cross-run (leave one run out, joint fit of the others' whole curves)")
+    cv = list(itertools.product(CROSS_BURN_INS, (False, True), (1.0, "fit"), (False, True)))
+    cerr = np.array([cross_run(runs, *v) for v in cv])
+    cpick, cbest = table(runs, cv, cerr, "cross-run")
+    print("\n  per run: paper form (no burn-in, shared, p=1) and the variant chosen on the other runs")
+    for i, r in enumerate(runs):
+        print(f"    {r.label}  paper {100 * cerr[0, i]:+7.2f}% | {label(cv[cpick[i]]):<34s} {100 * cerr[cpick[i], i]:+6.2f}%")
     cchosen = np.array([cerr[cpick[i], i] for i in range(len(runs))])
-    print(f"  nested choice: median |err| = {100 * np.median(np.abs(cchosen)):.2f}%  "
-          f"max |err| = {100 * np.max(np.abs(cchosen)):.2f}%")
-    ok = np.array(["DIVERGED" not in r[0] for r in runs])
-    print("  without the diverged run (it is also left out of the joint fits):")
-    cr2 = {k: cross_run([r for r, o in zip(runs, ok) if o], *k) for k in ck}
-    cerr2 = np.array([cr2[k] for k in ck])
-    for name, agg in (("median |err|", np.median), ("max |err|", np.max)):
-        print(f"  {name:<42s}" + "".join(f"{100 * v:>8.2f}" for v in agg(np.abs(cerr2), axis=1)))
-    cpick2 = nested_choice(np.abs(cerr2))
-    cchosen2 = np.array([cerr2[cpick2[i], i] for i in range(cerr2.shape[1])])
-    print(f"  nested choice: median |err| = {100 * np.median(np.abs(cchosen2)):.2f}%  "
-          f"max |err| = {100 * np.max(np.abs(cchosen2)):.2f}%")
+    print(f"  => nested choice: median |err| {100 * np.median(np.abs(cchosen)):.2f}%, max {100 * np.max(np.abs(cchosen)):.2f}%;"
+          f" best-RMS variant {label(cv[cbest])}: {100 * np.median(np.abs(cerr[cbest])):.2f}% / "
+          f"{100 * np.max(np.abs(cerr[cbest])):.2f}%; paper form {100 * np.median(np.abs(cerr[0])):.2f}% / "
+          f"{100 * np.max(np.abs(cerr[0])):.2f}%")
+    f = cdfast.fit_loss_curves([r.lr for r in runs], [r.steps for r in runs], [r.loss for r in runs],
+                               terms=[r.terms for r in runs], robust=True, burn_in=4000, peak_power="fit")
+    print(f"  joint fit of all {len(runs)} runs (b=4000 huber p=fit): peak LR power {f.peak_power:.3f}")
     print(f"\ntotal {time.perf_counter() - t0:.1f} s")
     return 0
 
