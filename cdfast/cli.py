@@ -655,11 +655,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     _check_out(args.plot, (".png",), "--plot")
     label, lr, steps, loss = _fit_inputs(args)
     V.check_positive_last(lr, "cdfast fit")
-    mask = (steps <= args.fit_frac * lr.shape[0]) & (steps >= args.burn_in)
+    window = steps <= args.fit_frac * lr.shape[0]
+    mask = window & (steps > args.burn_in)  # what fit_loss_curve(burn_in=...) fits
     if mask.sum() < 4:
         raise CliError(f"only {int(mask.sum())} logged points fall in the fitting window "
                        f"(steps {args.burn_in}..{args.fit_frac:g} T); widen --fit-frac or lower --burn-in")
-    result = fit_loss_curve(lr, steps, loss, fit_steps=mask, robust=args.robust)
+    result = fit_loss_curve(lr, steps, loss, fit_steps=window, burn_in=args.burn_in, robust=args.robust)
     final = float(result.predict(lr, at=[lr.shape[0]])[0])
     print(f"fit of {label}: {int(mask.sum())} of {steps.shape[0]} logged points "
           f"(steps {args.burn_in}..{args.fit_frac:g} T), T = {lr.shape[0]}")
@@ -759,7 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_schedule_options(f)
     f.add_argument("--fit-frac", type=_positive, default=0.5, metavar="F",
                    help="fit the steps <= F*T, predict the rest (default 0.5, as in the paper)")
-    f.add_argument("--burn-in", type=_nonneg_int, default=0, metavar="S", help="ignore steps < S when fitting")
+    f.add_argument("--burn-in", type=_nonneg_int, default=0, metavar="S", help="leave steps 1..S out of the fit (and out of held-out scores)")
     f.add_argument("--robust", action="store_true", help="Huber loss on log residuals")
     f.add_argument("--predict", metavar="NAME[:k=v,...]", help="predict the loss under this schedule")
     f.add_argument("--predict-steps", type=_steps, metavar="T", help="its horizon (default: the run's)")
