@@ -21,11 +21,21 @@ _CACHE = os.environ.get("CDFAST_NUMBA_CACHE", "1") != "0"
 _OPTS = dict(cache=_CACHE, nogil=True, fastmath=False, error_model="numpy", boundscheck=False)
 
 OK, BAD_INPUT, NOT_FINITE, BAD_ARGUMENT = 0, 1, 2, 3
-CHUNK = 1024  # see csrc/cdfast.c: the chunk's gaps live in an L1-resident scratch buffer
-BLOCK = 16  # scan block: the serial suffix-sum chain costs one addition per block
+CHUNK = 1024  # see csrc/cdfast.c: a chunk's lane sums and quotients stay in L1
+LANES = 8  # the scan runs this many independent suffix-sum chains side by side
+LANE = CHUNK // LANES  # elements per lane
+_OFF0 = np.uint64(0 * LANE)
+_OFF1 = np.uint64(1 * LANE)
+_OFF2 = np.uint64(2 * LANE)
+_OFF3 = np.uint64(3 * LANE)
+_OFF4 = np.uint64(4 * LANE)
+_OFF5 = np.uint64(5 * LANE)
+_OFF6 = np.uint64(6 * LANE)
+_OFF7 = np.uint64(7 * LANE)
+SCRATCH_ROWS = 4  # rows of CHUNK doubles that _stream_last needs from its caller
 BLOCK_AVG = 8  # lane count of the average-iterate sums
 # Range in which a pair of gaps can share a denominator without overflow or underflow
-# (csrc/cdfast.c, pair_quotients): 2^-250 <= gap <= 2^250.
+# (csrc/cdfast.c, lane_quotients): 2^-250 <= gap <= 2^250.
 PAIR_MIN = 2.0**-250
 PAIR_MAX = 2.0**250
 
@@ -40,36 +50,84 @@ def _neumaier_add(hi, lo, x):
     return s, lo
 
 
-# The helpers below are plain loops starting at index 0 with a run-time trip count:
-# that is the shape LLVM's loop vectoriser handles without fastmath (every lane keeps
-# its own operation order, so C and Numba still round identically).
+# The helpers below are plain loops starting at index 0 with a trip count LLVM can see:
+# that is the shape its loop vectoriser handles without fastmath (every lane keeps its
+# own operation order, so C and Numba still round identically).  Chunk offsets are
+# unsigned, which spares Numba its negative-index wraparound on every access.
 
 
 @numba.njit(inline="always", **_OPTS)
-def _weights(x, lo, g, has_g, q, m):
-    # q[i] <- w_i = x_i^2 G_i^2 for the chunk (kept separate from the gaps).
+def _check(x, xo, g, go, has_g, m):
+    # The sign checks, backwards through memory: the first touch of the chunk, and the
+    # hardware prefetcher follows a descending stream.
+    bad = False
+    for j in range(m):
+        i = numba.uint64(m - 1 - j)
+        bad |= not (x[xo + i] >= 0.0)
     if has_g:
-        for i in range(m):
-            q[i] = (x[lo + i] * x[lo + i]) * g[lo + i]
+        for j in range(m):
+            i = numba.uint64(m - 1 - j)
+            bad |= not (g[go + i] >= 0.0)
+    return bad
+
+
+@numba.njit(inline="always", **_OPTS)
+def _lane_scan8(e, x):
+    # e[i] <- sum of x over (i, top of i's lane] for 8 lanes (x[0 .. 8*LANE-1]) at once
+    # (8 independent chains, in registers); returns the lane totals.  Every
+    # index is unsigned (the lane offsets _OFF are np.uint64), so Numba emits no
+    # negative-index wraparound.
+    l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = 0.0
+    for jj in range(LANE):
+        j = numba.uint64(LANE - 1 - jj)
+        e[j + _OFF7] = l7
+        l7 += x[j + _OFF7]
+        e[j + _OFF6] = l6
+        l6 += x[j + _OFF6]
+        e[j + _OFF5] = l5
+        l5 += x[j + _OFF5]
+        e[j + _OFF4] = l4
+        l4 += x[j + _OFF4]
+        e[j + _OFF3] = l3
+        l3 += x[j + _OFF3]
+        e[j + _OFF2] = l2
+        l2 += x[j + _OFF2]
+        e[j + _OFF1] = l1
+        l1 += x[j + _OFF1]
+        e[j + _OFF0] = l0
+        l0 += x[j + _OFF0]
+    return (l0, l1, l2, l3, l4, l5, l6, l7)
+
+
+@numba.njit(inline="always", **_OPTS)
+def _lane_quotients(qu, qv, xu, xv, gu_, gv_, has_g, eu, ev, tu, tv, paired):
+    # Quotients for lane k (the u views start there) and its partner lane k + LANES/2
+    # (the v views, CHUNK/2 further on).  Paired: qu[i] <- w_u/gap_u + w_v/gap_v over
+    # one common denominator (one division per two terms); the caller guarantees
+    # 2^-250 <= gap <= 2^250.  Unpaired: qu[i] <- w_u/gap_u, qv[i] <- w_v/gap_v.
+    if paired and has_g:
+        for i in range(LANE):
+            gu = tu + eu[i]
+            gv = tv + ev[i]
+            wu = (xu[i] * xu[i]) * gu_[i]
+            wv = (xv[i] * xv[i]) * gv_[i]
+            qu[i] = (wu * gv + wv * gu) / (gu * gv)
+    elif paired:
+        for i in range(LANE):
+            gu = tu + eu[i]
+            gv = tv + ev[i]
+            wu = xu[i] * xu[i]
+            wv = xv[i] * xv[i]
+            qu[i] = (wu * gv + wv * gu) / (gu * gv)
     else:
-        for i in range(m):
-            q[i] = x[lo + i] * x[lo + i]
-
-
-@numba.njit(inline="always", **_OPTS)
-def _pair_quotients(q, gap, h):
-    # q[i] <- w_i/gap_i + w_{i+h}/gap_{i+h} over one common denominator: one division
-    # per two terms.  The caller guarantees 2^-250 <= gap <= 2^250.
-    for i in range(h):
-        gu = gap[i]
-        gv = gap[i + h]
-        q[i] = (q[i] * gv + q[i + h] * gu) / (gu * gv)
-
-
-@numba.njit(inline="always", **_OPTS)
-def _quotients(q, gap, m):
-    for i in range(m):
-        q[i] = q[i] / gap[i]
+        for i in range(LANE):
+            wu = xu[i] * xu[i]
+            wv = xv[i] * xv[i]
+            if has_g:
+                wu = wu * gu_[i]
+                wv = wv * gv_[i]
+            qu[i] = wu / (tu + eu[i])
+            qv[i] = wv / (tv + ev[i])
 
 
 @numba.njit(inline="always", **_OPTS)
@@ -86,15 +144,19 @@ def _tree_sum(q, n):
 
 
 @numba.njit(**_OPTS)
-def _stream_last(lr, g, has_g, n, gap):
+def _stream_last(lr, g, has_g, n, buf):
     """Return (P_n, sum_{j<n-1} w_j / (P_n - P_j), bad) in one backward pass.
 
-    ``gap`` is a (2, CHUNK) scratch buffer supplied by the caller (no allocation
-    proportional to n): row 0 holds the chunk's gaps, row 1 its weights and quotients.
-    Same algorithm and operation order as ``stream_last`` in csrc/cdfast.c.
+    ``buf`` is a (SCRATCH_ROWS, CHUNK) scratch buffer supplied by the caller (no
+    allocation proportional to n): the lane suffixes, the quotients, and a zero-padded
+    copy of the short last chunk (and of its grad_sq).  Same algorithm and operation
+    order as ``stream_last`` in csrc/cdfast.c.
     """
-    gp = gap[0]
-    q = gap[1]
+    e = buf[0]
+    q = buf[1]
+    xb = buf[2]
+    gb = buf[3]
+    t = np.empty(LANES)
     c_hi = lr[n - 1]
     c_lo = 0.0
     a_hi = 0.0
@@ -105,40 +167,35 @@ def _stream_last(lr, g, has_g, n, gap):
         m = min(hi, CHUNK)
         lo = hi - m
         base = c_hi + c_lo
-        s = 0.0  # sum of the chunk's entries above the current block
-        r0 = m % BLOCK
-        blk = m
-        # Scan, strictly backwards through memory: gap[i] = (base + s) + l, where the
-        # block start base + s costs one addition per block and l is the in-block suffix.
-        # Unsigned indices spare Numba its negative-index wraparound on every access.
-        ulo = numba.uint64(lo)
-        while blk > 0:
-            nb = BLOCK if blk > r0 else blk
-            t = base + s
-            l = 0.0
-            for j in range(nb):
-                i = numba.uint64(blk - 1 - j)
-                x = lr[ulo + i]
-                gp[i] = t + l
-                l += x
-                bad |= not (x >= 0.0)
-            s += l
-            blk -= nb
-        if has_g:
-            for i in range(m - 1, -1, -1):
-                bad |= not (g[lo + i] >= 0.0)
-
-        _weights(lr, lo, g, has_g, q, m)
-        # gp[m-1] = base is the smallest gap and gp[0] the largest (sums of
-        # non-negative numbers round monotonically).
-        if gp[m - 1] >= PAIR_MIN and gp[0] <= PAIR_MAX:
-            h = m // 2
-            odd = q[m - 1] / gp[m - 1] if m % 2 else 0.0
-            _pair_quotients(q, gp, h)
-            part = _tree_sum(q, h) + odd
-        else:
-            _quotients(q, gp, m)
-            part = _tree_sum(q, m)
+        x = lr
+        xo = numba.uint64(lo)
+        gx = g
+        go = numba.uint64(lo) if has_g else numba.uint64(0)
+        if m != CHUNK:  # the short last chunk: pad its top with zero steps (they add 0)
+            for i in range(CHUNK):
+                xb[i] = lr[lo + i] if i < m else 0.0
+                gb[i] = g[lo + i] if has_g and i < m else 0.0
+            x = xb
+            xo = numba.uint64(0)
+            gx = gb
+            go = numba.uint64(0)
+        bad |= _check(x, xo, gx, go, has_g, CHUNK)
+        tot = _lane_scan8(e, x[xo:xo + numba.uint64(CHUNK)])
+        # Lane starts, top down: t_k = base + (sum of the lanes above lane k).
+        s = 0.0
+        for k in range(LANES - 1, -1, -1):
+            t[k] = base + s
+            s += tot[k]
+        # The smallest gap is base (the chunk's top), the largest t_0 + e[0], up to
+        # rounding (the range test has a margin of 2^250).
+        paired = base >= PAIR_MIN and t[0] + e[0] <= PAIR_MAX
+        h = CHUNK // 2
+        for k in range(LANES // 2):
+            u = k * LANE
+            v = u + h
+            _lane_quotients(q[u:], q[v:], x[xo + u:], x[xo + v:], gx[go + u:], gx[go + v:], has_g,
+                            e[u:], e[v:], t[k], t[k + LANES // 2], paired)
+        part = _tree_sum(q, CHUNK // 2 if paired else CHUNK)
 
         a_hi, a_lo = _neumaier_add(a_hi, a_lo, part)
         c_hi, c_lo = _neumaier_add(c_hi, c_lo, s)
@@ -168,7 +225,7 @@ def _last_iterate(lr, g, has_g, out):
     n = lr.shape[0]
     if n == 0:
         return BAD_ARGUMENT
-    gap = np.empty((2, CHUNK))
+    gap = np.empty((SCRATCH_ROWS, CHUNK))
     res = np.empty((2, 1))
     status = _last_iterate_into(lr, g, has_g, n, gap, res, 0)
     out[0] = res[0, 0]
@@ -231,7 +288,7 @@ def _curve_exact(lr, g, has_g, at, a_out, b_out):
     res = np.empty((2, m))
     # One backward pass per tau; taus are independent, so spread them over threads.
     for k in numba.prange(m):
-        gap = np.empty((2, CHUNK))
+        gap = np.empty((SCRATCH_ROWS, CHUNK))
         status[k] = _last_iterate_into(lr, g, has_g, at[k], gap, res, k)
     a_out[:] = res[0]
     b_out[:] = res[1]

@@ -7,12 +7,15 @@
 #include "cdfast.h"
 #include "summation.h"
 
-/* Elements per chunk.  A chunk's gaps and quotients live in two stack buffers
- * (16 KiB, stays in L1).  BLOCK is the scan block: the serial suffix-sum chain
- * costs one addition per block.  BLOCK_AVG is the lane count of the average-
- * iterate sums.  The error bound in cdfast/bounds.py depends on these. */
+/* Elements per chunk.  A chunk's lane suffixes and quotients live in stack
+ * buffers (16 KiB, stays in L1; two more hold the zero-padded short chunk).  The chunk is split into LANES contiguous
+ * lanes of LANE elements; the scan runs the LANES suffix-sum chains side by
+ * side (independent chains: the latency of one addition is paid once per
+ * LANES elements).  BLOCK_AVG is the lane count of the average-iterate sums.
+ * The error bound in cdfast/bounds.py depends on these. */
 #define CHUNK 1024
-#define BLOCK 16
+#define LANES 8                 /* lane_scan8 spells out the 8 chains */
+#define LANE (CHUNK / LANES)
 #define BLOCK_AVG 8
 /* Gaps in [PAIR_MIN, PAIR_MAX] may share a denominator: their products stay in
  * [2^-500, 2^500], far from overflow and from subnormals. */
@@ -43,20 +46,79 @@ static inline double weight(const double *lr, const double *g, size_t j)
  * operation order, so the compiler vectorises them without reassociating);
  * the Numba kernels use the same loops and round identically. */
 
-/* q[i] <- w_i/gap_i + w_{i+h}/gap_{i+h} over one common denominator: one
- * division per two terms.  The caller guarantees PAIR_MIN <= gap <= PAIR_MAX. */
-static void pair_quotients(double *restrict q, const double *restrict gap, size_t h)
+/* e[i] <- sum of x over (i, top of i's lane], for 8 lanes of LANE elements
+ * (x[0 .. 8*LANE-1]) at once; tot[k] <- lane k's total.  Backwards, lane-
+ * interleaved: 8 independent chains, all in registers. */
+static void lane_scan8(double *restrict e, double *restrict tot, const double *restrict x)
 {
-    for (size_t i = 0; i < h; i++) {
-        double gu = gap[i], gv = gap[i + h];
-        q[i] = (q[i] * gv + q[i + h] * gu) / (gu * gv);
+    double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0, l4 = 0.0, l5 = 0.0, l6 = 0.0, l7 = 0.0;
+    for (size_t j = LANE; j-- > 0;) {
+        e[j + 7 * LANE] = l7; l7 += x[j + 7 * LANE];
+        e[j + 6 * LANE] = l6; l6 += x[j + 6 * LANE];
+        e[j + 5 * LANE] = l5; l5 += x[j + 5 * LANE];
+        e[j + 4 * LANE] = l4; l4 += x[j + 4 * LANE];
+        e[j + 3 * LANE] = l3; l3 += x[j + 3 * LANE];
+        e[j + 2 * LANE] = l2; l2 += x[j + 2 * LANE];
+        e[j + 1 * LANE] = l1; l1 += x[j + 1 * LANE];
+        e[j + 0 * LANE] = l0; l0 += x[j + 0 * LANE];
+    }
+    tot[0] = l0;
+    tot[1] = l1;
+    tot[2] = l2;
+    tot[3] = l3;
+    tot[4] = l4;
+    tot[5] = l5;
+    tot[6] = l6;
+    tot[7] = l7;
+}
+
+/* Quotients and weights for lane k and its partner lane k + LANES/2 (x, gx, e
+ * and q point at lane k; the partner is h = CHUNK/2 further on), with
+ * gap_i = tu + e[i] and gap_{i+h} = tv + e[i+h].  Paired: q[i] <- w_i/gap_i +
+ * w_{i+h}/gap_{i+h} over one common denominator (one division per two terms;
+ * the caller guarantees PAIR_MIN <= gap <= PAIR_MAX).  Unpaired: q[i] <-
+ * w_i/gap_i and q[i+h] <- w_{i+h}/gap_{i+h}. */
+static void lane_quotients(double *restrict q, const double *restrict x, const double *restrict gx,
+                           const double *restrict e, double tu, double tv, int paired)
+{
+    const size_t h = CHUNK / 2;
+    if (paired && gx) {
+        for (size_t i = 0; i < LANE; i++) {
+            double gu = tu + e[i], gv = tv + e[i + h];
+            double wu = (x[i] * x[i]) * gx[i], wv = (x[i + h] * x[i + h]) * gx[i + h];
+            q[i] = (wu * gv + wv * gu) / (gu * gv);
+        }
+    } else if (paired) {
+        for (size_t i = 0; i < LANE; i++) {
+            double gu = tu + e[i], gv = tv + e[i + h];
+            double wu = x[i] * x[i], wv = x[i + h] * x[i + h];
+            q[i] = (wu * gv + wv * gu) / (gu * gv);
+        }
+    } else {
+        for (size_t i = 0; i < LANE; i++) {
+            double wu = x[i] * x[i], wv = x[i + h] * x[i + h];
+            if (gx) {
+                wu = wu * gx[i];
+                wv = wv * gx[i + h];
+            }
+            q[i] = wu / (tu + e[i]);
+            q[i + h] = wv / (tv + e[i + h]);
+        }
     }
 }
 
-static void quotients(double *restrict q, const double *restrict gap, size_t m)
+/* The sign checks, backwards through memory (the first touch of the chunk:
+ * the hardware prefetcher follows a descending stream); nonzero if an x or gx
+ * entry is NaN or negative. */
+static int check(const double *restrict x, const double *restrict gx, size_t m)
 {
-    for (size_t i = 0; i < m; i++)
-        q[i] = q[i] / gap[i];
+    long long bad = 0;   /* 64-bit, like the lanes it flags */
+    for (size_t i = m; i-- > 0;)
+        bad |= !(x[i] >= 0.0);
+    if (gx)
+        for (size_t i = m; i-- > 0;)
+            bad |= !(gx[i] >= 0.0);
+    return bad != 0;
 }
 
 
@@ -65,18 +127,22 @@ static void quotients(double *restrict q, const double *restrict gap, size_t m)
  *   *total = P_n (compensated), *terms = sum_{j<n-1} w_j / (P_n - P_j).
  * Returns nonzero if an entry of lr or g is NaN or negative.
  *
- * Per chunk: (1) a scan, reading memory strictly backwards (the hardware
- * prefetcher follows), writes gap[i] = (base + s) + l, where the block start
- * base + s costs one addition per BLOCK elements and l is the in-block suffix
- * sum, an independent chain per block; the sign checks ride along.
- * (2) weights and quotients over the L1-resident chunk, two terms per division
- * when the gaps allow it; (3) a pairwise sum of the quotients.  Chunk totals
- * are carried with Neumaier compensation.
+ * Chunks of CHUNK steps run from the top of the array down (the short last
+ * chunk is copied into a buffer padded with zero steps at its top: they add
+ * exactly nothing).  With base = the carried sum of everything above the
+ * chunk: (1) the sign checks, reading the chunk backwards (its first touch;
+ * the hardware prefetcher follows a descending stream); (2) one scan runs the
+ * suffix sums of the LANES contiguous lanes side by side: e[i] = sum of i's
+ * lane strictly above i; (3) lane starts t_k = base + s_k, s_k the sum of the
+ * lanes above lane k (one addition per lane); (4) gap_i = t_k + e[i], the
+ * weights and the quotients, two terms per division when the gaps allow it
+ * (lane k pairs with lane k + LANES/2); (5) a pairwise sum of the quotients.
+ * Chunk totals are carried with Neumaier compensation.
  */
 static int stream_last(const double *lr, const double *g, size_t n,
                        double *total, double *terms)
 {
-    double gap[CHUNK], q[CHUNK];
+    double e[CHUNK], q[CHUNK], xb[CHUNK], gb[CHUNK], tot[LANES], t[LANES];
     double c_hi = lr[n - 1], c_lo = 0.0;   /* carry = sum_{t >= hi} eta_t */
     double a_hi = 0.0, a_lo = 0.0;         /* sum of w_j / gap_j so far */
     int bad = !(lr[n - 1] >= 0.0) || (g && !(g[n - 1] >= 0.0));
@@ -85,46 +151,36 @@ static int stream_last(const double *lr, const double *g, size_t n,
     while (hi > 0) {
         size_t m = hi < CHUNK ? hi : CHUNK;
         size_t lo = hi - m;
-        const double *x = lr + lo;
+        const double *x = lr + lo, *gx = g ? g + lo : 0;
         double base = c_hi + c_lo;
-        double s = 0.0;                    /* sum of the chunk above the block */
-        size_t r0 = m % BLOCK, blk = m;
+        double s = 0.0;                    /* sum of the lanes above lane k */
         double part;
+        int paired;
 
-        while (blk > 0) {
-            size_t nb = blk > r0 ? BLOCK : blk;
-            double t = base + s, l = 0.0;
-            for (size_t j = 0; j < nb; j++) {
-                size_t i = blk - 1 - j;
-                gap[i] = t + l;
-                l += x[i];
-                bad |= !(x[i] >= 0.0);
+        if (m != CHUNK) {                  /* the short last chunk: pad its top */
+            for (size_t i = 0; i < CHUNK; i++) {
+                xb[i] = i < m ? x[i] : 0.0;
+                gb[i] = gx && i < m ? gx[i] : 0.0;
             }
-            s += l;
-            blk -= nb;
+            x = xb;
+            gx = gx ? gb : 0;
         }
-        if (g) {
-            const double *gx = g + lo;
-            for (size_t i = m; i-- > 0;)
-                bad |= !(gx[i] >= 0.0);
-            for (size_t i = 0; i < m; i++)
-                q[i] = (x[i] * x[i]) * gx[i];
-        } else {
-            for (size_t i = 0; i < m; i++)
-                q[i] = x[i] * x[i];
+        bad |= check(x, gx, CHUNK);
+        lane_scan8(e, tot, x);
+        for (size_t k = LANES; k-- > 0;) {
+            t[k] = base + s;
+            s += tot[k];
         }
 
-        /* gap[m-1] = base is the chunk's smallest gap and gap[0] its largest
-         * (sums of non-negative numbers round monotonically). */
-        if (gap[m - 1] >= PAIR_MIN && gap[0] <= PAIR_MAX) {
-            size_t h = m / 2;
-            double odd = m % 2 ? q[m - 1] / gap[m - 1] : 0.0;
-            pair_quotients(q, gap, h);
-            part = tree_sum(q, h) + odd;
-        } else {
-            quotients(q, gap, m);
-            part = tree_sum(q, m);
+        /* The smallest gap is base (the chunk's top), the largest t_0 + e[0]
+         * up to rounding (sums of non-negative numbers round monotonically;
+         * the range leaves a factor 2^250 to spare). */
+        paired = base >= PAIR_MIN && t[0] + e[0] <= PAIR_MAX;
+        for (size_t k = 0; k < LANES / 2; k++) {
+            size_t o = k * LANE;
+            lane_quotients(q + o, x + o, gx ? gx + o : 0, e + o, t[k], t[k + LANES / 2], paired);
         }
+        part = tree_sum(q, paired ? CHUNK / 2 : CHUNK);
 
         neumaier_add(&a_hi, &a_lo, part);
         neumaier_add(&c_hi, &c_lo, s);

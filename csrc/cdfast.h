@@ -34,11 +34,12 @@ enum {
  *   out[0] = a = 1 / (2 P_n)
  *   out[1] = b = (1/2) [ eta_n G_n^2 + sum_{j<n} eta_j^2 G_j^2 / (P_n - P_j) ]
  * so that bound = L_* + D^2 a + G^2 b.  One backward streaming pass: the gaps
- * P_n - P_j are suffix sums (no cancellation), accumulated in chunks whose
- * totals are carried with Neumaier compensation; two terms share a division
- * when the chunk's gaps lie in [2^-250, 2^250].  O(n) time, O(1) memory
- * (fixed stack buffers).  Relative error of a and b <= ~110 u (u = 2^-53)
- * barring subnormal intermediates, see cdfast/bounds.py.  If lr[n-1] == 0 the result is +inf (status OK);
+ * P_n - P_j are suffix sums (no cancellation), accumulated in chunks of 8
+ * lanes scanned side by side, whose totals are carried with Neumaier
+ * compensation; two terms share a division when the chunk's gaps lie in
+ * [2^-250, 2^250].  O(n) time, O(1) memory (fixed stack buffers).  Relative
+ * error of a and b <= ~160 u (u = 2^-53) barring subnormal intermediates, see
+ * cdfast/bounds.py.  If lr[n-1] == 0 the result is +inf (status OK);
  * the Python layer refuses that input before calling.
  */
 int cdfast_last_iterate(const double *lr, const double *grad_sq, size_t n, double *out);
