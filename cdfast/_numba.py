@@ -32,6 +32,7 @@ _OFF4 = np.uint64(4 * LANE)
 _OFF5 = np.uint64(5 * LANE)
 _OFF6 = np.uint64(6 * LANE)
 _OFF7 = np.uint64(7 * LANE)
+_TOP = np.uint64(CHUNK - 1)
 SCRATCH_ROWS = 4  # rows of CHUNK doubles that _stream_last needs from its caller
 BLOCK_AVG = 8  # lane count of the average-iterate sums
 # Range in which a pair of gaps can share a denominator without overflow or underflow
@@ -57,17 +58,15 @@ def _neumaier_add(hi, lo, x):
 
 
 @numba.njit(inline="always", **_OPTS)
-def _check(x, xo, g, go, has_g, m):
-    # The sign checks, backwards through memory: the first touch of the chunk, and the
+def _check(x, g, has_g):
+    # The sign checks of the chunk, backwards through memory: its first touch, and the
     # hardware prefetcher follows a descending stream.
     bad = False
-    for j in range(m):
-        i = numba.uint64(m - 1 - j)
-        bad |= not (x[xo + i] >= 0.0)
+    for j in range(CHUNK):
+        bad |= not (x[_TOP - numba.uint64(j)] >= 0.0)
     if has_g:
-        for j in range(m):
-            i = numba.uint64(m - 1 - j)
-            bad |= not (g[go + i] >= 0.0)
+        for j in range(CHUNK):
+            bad |= not (g[_TOP - numba.uint64(j)] >= 0.0)
     return bad
 
 
@@ -100,34 +99,38 @@ def _lane_scan8(e, x):
 
 
 @numba.njit(inline="always", **_OPTS)
-def _lane_quotients(qu, qv, xu, xv, gu_, gv_, has_g, eu, ev, tu, tv, paired):
-    # Quotients for lane k (the u views start there) and its partner lane k + LANES/2
-    # (the v views, CHUNK/2 further on).  Paired: qu[i] <- w_u/gap_u + w_v/gap_v over
-    # one common denominator (one division per two terms); the caller guarantees
-    # 2^-250 <= gap <= 2^250.  Unpaired: qu[i] <- w_u/gap_u, qv[i] <- w_v/gap_v.
+def _lane_quotients(q, x, g, has_g, e, u, tu, tv, paired):
+    # Quotients and weights for lane u // LANE and its partner lane, h = CHUNK/2 further
+    # on (x, g: the chunk's views; e, q: the scratch rows), with gap_u = tu + e[u+i] and
+    # gap_v = tv + e[u+h+i].  Paired: q[u+i] <- w_u/gap_u + w_v/gap_v over one common
+    # denominator (one division per two terms; the caller guarantees 2^-250 <= gap <=
+    # 2^250).  Unpaired: q[u+i] <- w_u/gap_u, q[u+h+i] <- w_v/gap_v.  Whole-chunk views
+    # with constant offsets: LLVM vectorises these loops (per-lane slices it did not).
+    h = CHUNK // 2
+    v = u + h
     if paired and has_g:
         for i in range(LANE):
-            gu = tu + eu[i]
-            gv = tv + ev[i]
-            wu = (xu[i] * xu[i]) * gu_[i]
-            wv = (xv[i] * xv[i]) * gv_[i]
-            qu[i] = (wu * gv + wv * gu) / (gu * gv)
+            gu = tu + e[u + i]
+            gv = tv + e[v + i]
+            wu = (x[u + i] * x[u + i]) * g[u + i]
+            wv = (x[v + i] * x[v + i]) * g[v + i]
+            q[u + i] = (wu * gv + wv * gu) / (gu * gv)
     elif paired:
         for i in range(LANE):
-            gu = tu + eu[i]
-            gv = tv + ev[i]
-            wu = xu[i] * xu[i]
-            wv = xv[i] * xv[i]
-            qu[i] = (wu * gv + wv * gu) / (gu * gv)
+            gu = tu + e[u + i]
+            gv = tv + e[v + i]
+            wu = x[u + i] * x[u + i]
+            wv = x[v + i] * x[v + i]
+            q[u + i] = (wu * gv + wv * gu) / (gu * gv)
     else:
         for i in range(LANE):
-            wu = xu[i] * xu[i]
-            wv = xv[i] * xv[i]
+            wu = x[u + i] * x[u + i]
+            wv = x[v + i] * x[v + i]
             if has_g:
-                wu = wu * gu_[i]
-                wv = wv * gv_[i]
-            qu[i] = wu / (tu + eu[i])
-            qv[i] = wv / (tv + ev[i])
+                wu = wu * g[u + i]
+                wv = wv * g[v + i]
+            q[u + i] = wu / (tu + e[u + i])
+            q[v + i] = wv / (tv + e[v + i])
 
 
 @numba.njit(inline="always", **_OPTS)
@@ -179,8 +182,10 @@ def _stream_last(lr, g, has_g, n, buf):
             xo = numba.uint64(0)
             gx = gb
             go = numba.uint64(0)
-        bad |= _check(x, xo, gx, go, has_g, CHUNK)
-        tot = _lane_scan8(e, x[xo:xo + numba.uint64(CHUNK)])
+        xc = x[xo:xo + numba.uint64(CHUNK)]
+        gc = gx[go:go + numba.uint64(CHUNK)] if has_g else gx
+        bad |= _check(xc, gc, has_g)
+        tot = _lane_scan8(e, xc)
         # Lane starts, top down: t_k = base + (sum of the lanes above lane k).
         s = 0.0
         for k in range(LANES - 1, -1, -1):
@@ -189,13 +194,10 @@ def _stream_last(lr, g, has_g, n, buf):
         # The smallest gap is base (the chunk's top), the largest t_0 + e[0], up to
         # rounding (the range test has a margin of 2^250).
         paired = base >= PAIR_MIN and t[0] + e[0] <= PAIR_MAX
-        h = CHUNK // 2
         for k in range(LANES // 2):
-            u = k * LANE
-            v = u + h
-            _lane_quotients(q[u:], q[v:], x[xo + u:], x[xo + v:], gx[go + u:], gx[go + v:], has_g,
-                            e[u:], e[v:], t[k], t[k + LANES // 2], paired)
-        part = _tree_sum(q, CHUNK // 2 if paired else CHUNK)
+            _lane_quotients(q, xc, gc, has_g, e, k * LANE, t[k], t[k + LANES // 2], paired)
+        # Constant sizes: LLVM then knows every level's trip count of the inlined sum.
+        part = _tree_sum(q, CHUNK // 2) if paired else _tree_sum(q, CHUNK)
 
         a_hi, a_lo = _neumaier_add(a_hi, a_lo, part)
         c_hi, c_lo = _neumaier_add(c_hi, c_lo, s)
