@@ -21,9 +21,10 @@ _CACHE = os.environ.get("CDFAST_NUMBA_CACHE", "1") != "0"
 _OPTS = dict(cache=_CACHE, nogil=True, fastmath=False, error_model="numpy", boundscheck=False)
 
 OK, BAD_INPUT, NOT_FINITE, BAD_ARGUMENT = 0, 1, 2, 3
-CHUNK = 1024  # see csrc/cdfast.c: a chunk's lane sums and quotients stay in L1
+CHUNK = 1024  # chunk of the average-iterate sums
+LCHUNK = 512  # chunk of the last-iterate pass (csrc/cdfast.c): its lane sums stay in L1
 LANES = 8  # the scan runs this many independent suffix-sum chains side by side
-LANE = CHUNK // LANES  # elements per lane
+LANE = LCHUNK // LANES  # elements per lane
 _OFF0 = np.uint64(0 * LANE)
 _OFF1 = np.uint64(1 * LANE)
 _OFF2 = np.uint64(2 * LANE)
@@ -32,8 +33,8 @@ _OFF4 = np.uint64(4 * LANE)
 _OFF5 = np.uint64(5 * LANE)
 _OFF6 = np.uint64(6 * LANE)
 _OFF7 = np.uint64(7 * LANE)
-_TOP = np.uint64(CHUNK - 1)
-SCRATCH_ROWS = 4  # rows of CHUNK doubles that _stream_last needs from its caller
+_TOP = np.uint64(LCHUNK - 1)
+SCRATCH_ROWS = 4  # rows of LCHUNK doubles that _stream_last needs from its caller
 BLOCK_AVG = 8  # lane count of the average-iterate sums
 # Range in which a pair of gaps can share a denominator without overflow or underflow
 # (csrc/cdfast.c, lane_quotients): 2^-250 <= gap <= 2^250.
@@ -62,10 +63,10 @@ def _check(x, g, has_g):
     # The sign checks of the chunk, backwards through memory: its first touch, and the
     # hardware prefetcher follows a descending stream.
     bad = False
-    for j in range(CHUNK):
+    for j in range(LCHUNK):
         bad |= not (x[_TOP - numba.uint64(j)] >= 0.0)
     if has_g:
-        for j in range(CHUNK):
+        for j in range(LCHUNK):
             bad |= not (g[_TOP - numba.uint64(j)] >= 0.0)
     return bad
 
@@ -100,13 +101,13 @@ def _lane_scan8(e, x):
 
 @numba.njit(inline="always", **_OPTS)
 def _lane_quotients(q, x, g, has_g, e, u, tu, tv, paired):
-    # Quotients and weights for lane u // LANE and its partner lane, h = CHUNK/2 further
+    # Quotients and weights for lane u // LANE and its partner lane, h = LCHUNK/2 further
     # on (x, g: the chunk's views; e, q: the scratch rows), with gap_u = tu + e[u+i] and
     # gap_v = tv + e[u+h+i].  Paired: q[u+i] <- w_u/gap_u + w_v/gap_v over one common
     # denominator (one division per two terms; the caller guarantees 2^-250 <= gap <=
     # 2^250).  Unpaired: q[u+i] <- w_u/gap_u, q[u+h+i] <- w_v/gap_v.  Whole-chunk views
     # with constant offsets: LLVM vectorises these loops (per-lane slices it did not).
-    h = CHUNK // 2
+    h = LCHUNK // 2
     v = u + h
     if paired and has_g:
         for i in range(LANE):
@@ -150,7 +151,7 @@ def _tree_sum(q, n):
 def _stream_last(lr, g, has_g, n, buf):
     """Return (P_n, sum_{j<n-1} w_j / (P_n - P_j), bad) in one backward pass.
 
-    ``buf`` is a (SCRATCH_ROWS, CHUNK) scratch buffer supplied by the caller (no
+    ``buf`` is a (SCRATCH_ROWS, LCHUNK) scratch buffer supplied by the caller (no
     allocation proportional to n): the lane suffixes, the quotients, and a zero-padded
     copy of the short last chunk (and of its grad_sq).  Same algorithm and operation
     order as ``stream_last`` in csrc/cdfast.c.
@@ -167,23 +168,23 @@ def _stream_last(lr, g, has_g, n, buf):
     bad = not (lr[n - 1] >= 0.0) or (has_g and not (g[n - 1] >= 0.0))
     hi = n - 1
     while hi > 0:
-        m = min(hi, CHUNK)
+        m = min(hi, LCHUNK)
         lo = hi - m
         base = c_hi + c_lo
         x = lr
         xo = numba.uint64(lo)
         gx = g
         go = numba.uint64(lo) if has_g else numba.uint64(0)
-        if m != CHUNK:  # the short last chunk: pad its top with zero steps (they add 0)
-            for i in range(CHUNK):
+        if m != LCHUNK:  # the short last chunk: pad its top with zero steps (they add 0)
+            for i in range(LCHUNK):
                 xb[i] = lr[lo + i] if i < m else 0.0
                 gb[i] = g[lo + i] if has_g and i < m else 0.0
             x = xb
             xo = numba.uint64(0)
             gx = gb
             go = numba.uint64(0)
-        xc = x[xo:xo + numba.uint64(CHUNK)]
-        gc = gx[go:go + numba.uint64(CHUNK)] if has_g else gx
+        xc = x[xo:xo + numba.uint64(LCHUNK)]
+        gc = gx[go:go + numba.uint64(LCHUNK)] if has_g else gx
         bad |= _check(xc, gc, has_g)
         tot = _lane_scan8(e, xc)
         # Lane starts, top down: t_k = base + (sum of the lanes above lane k).
@@ -197,7 +198,7 @@ def _stream_last(lr, g, has_g, n, buf):
         for k in range(LANES // 2):
             _lane_quotients(q, xc, gc, has_g, e, k * LANE, t[k], t[k + LANES // 2], paired)
         # Constant sizes: LLVM then knows every level's trip count of the inlined sum.
-        part = _tree_sum(q, CHUNK // 2) if paired else _tree_sum(q, CHUNK)
+        part = _tree_sum(q, LCHUNK // 2) if paired else _tree_sum(q, LCHUNK)
 
         a_hi, a_lo = _neumaier_add(a_hi, a_lo, part)
         c_hi, c_lo = _neumaier_add(c_hi, c_lo, s)
@@ -227,7 +228,7 @@ def _last_iterate(lr, g, has_g, out):
     n = lr.shape[0]
     if n == 0:
         return BAD_ARGUMENT
-    gap = np.empty((SCRATCH_ROWS, CHUNK))
+    gap = np.empty((SCRATCH_ROWS, LCHUNK))
     res = np.empty((2, 1))
     status = _last_iterate_into(lr, g, has_g, n, gap, res, 0)
     out[0] = res[0, 0]
@@ -290,7 +291,7 @@ def _curve_exact(lr, g, has_g, at, a_out, b_out):
     res = np.empty((2, m))
     # One backward pass per tau; taus are independent, so spread them over threads.
     for k in numba.prange(m):
-        gap = np.empty((SCRATCH_ROWS, CHUNK))
+        gap = np.empty((SCRATCH_ROWS, LCHUNK))
         status[k] = _last_iterate_into(lr, g, has_g, at[k], gap, res, k)
     a_out[:] = res[0]
     b_out[:] = res[1]

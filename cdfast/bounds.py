@@ -8,8 +8,8 @@ form of eq. (2.4) (MATH.md section 2):
     a = 1 / (2 P_T),   b = (1/2) [eta_T G_T^2 + sum_{j<T} eta_j^2 G_j^2 / (P_T - P_j)],
 
 evaluated in one backward pass.  The gaps P_T - P_j are suffix sums (never a
-difference of prefix sums).  A chunk of 1024 steps is split into 8 contiguous lanes
-of 128; one scan runs the 8 in-lane suffix sums side by side (independent chains),
+difference of prefix sums).  A chunk of 512 steps is split into 8 contiguous lanes
+of 64; one scan runs the 8 in-lane suffix sums side by side (independent chains),
 and gap = (base + s) + e, with e the in-lane suffix above the step and s the sum of
 the lanes above (one addition per lane); the running total (base) is carried across
 chunks with Neumaier compensation.  When a chunk's gaps lie in [2^-250, 2^250], the
@@ -18,12 +18,12 @@ terms of lane k and lane k + 4 are paired and share one division, w_i/g_i + w_k/
 otherwise each term is divided directly.  A chunk's quotients are summed pairwise.
 
 Error bound: with u = 2^-53, every gap carries a relative error of at most about
-(127 + 7 + 2 + 3) u = 139 u (the in-lane chain, the chain of lane totals, the lane
+(63 + 7 + 2 + 3) u = 75 u (the in-lane chain, the chain of lane totals, the lane
 start and the final addition, and the compensated carry); each term adds at most 6 u
 (two products for the weight, then two products, one addition and one division for
-a pair, all of non-negative numbers); the pairwise chunk sum adds 10 u and the
+a pair, all of non-negative numbers); the pairwise chunk sum adds 9 u and the
 compensated total 2 u.  Because every term is non-negative, these relative errors
-bound the relative error of ``b`` itself: |db| / b <= about 160 u ~ 1.8e-14,
+bound the relative error of ``b`` itself: |db| / b <= about 92 u ~ 1.0e-14,
 independent of T; ``a`` is better still.  This assumes no intermediate is subnormal
 (every non-zero eta_j^2 G_j^2 above about 2^-770).  Measured against the 40-digit
 mpmath references at T = 1e6 and 1e7 (tests/data/references.json: linear, cosine,
@@ -82,7 +82,7 @@ def bound_terms(lr: ArrayLike, grad_sq: ArrayLike | None = None, backend: str | 
     -----
     Eq. (2.4) of Bu, Xu, Mao (2026), Defazio et al. (2023) Cor. 12, in the single-sum
     form of MATH.md section 2.  O(T) time, O(1) extra memory; relative error below
-    ~160 u (see the module docstring).
+    ~92 u (see the module docstring).
     """
     return _kernel_terms("last", lr, grad_sq, backend, "bound_terms")
 

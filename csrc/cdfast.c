@@ -7,15 +7,18 @@
 #include "cdfast.h"
 #include "summation.h"
 
-/* Elements per chunk.  A chunk's lane suffixes and quotients live in stack
- * buffers (16 KiB, stays in L1; two more hold the zero-padded short chunk).  The chunk is split into LANES contiguous
- * lanes of LANE elements; the scan runs the LANES suffix-sum chains side by
- * side (independent chains: the latency of one addition is paid once per
- * LANES elements).  BLOCK_AVG is the lane count of the average-iterate sums.
- * The error bound in cdfast/bounds.py depends on these. */
+/* CHUNK: elements per chunk of the average-iterate sums.  LCHUNK: elements
+ * per chunk of the last-iterate pass; its lane suffixes and quotients live in
+ * stack buffers (8 KiB, stays in L1; two more hold the zero-padded short
+ * chunk).  The chunk is split into LANES contiguous lanes of LANE elements;
+ * the scan runs the LANES suffix-sum chains side by side (independent chains:
+ * the latency of one addition is paid once per LANES elements).  BLOCK_AVG is
+ * the lane count of the average-iterate sums.  The error bound in
+ * cdfast/bounds.py depends on these. */
 #define CHUNK 1024
+#define LCHUNK 512
 #define LANES 8                 /* lane_scan8 spells out the 8 chains */
-#define LANE (CHUNK / LANES)
+#define LANE (LCHUNK / LANES)
 #define BLOCK_AVG 8
 /* Gaps in [PAIR_MIN, PAIR_MAX] may share a denominator: their products stay in
  * [2^-500, 2^500], far from overflow and from subnormals. */
@@ -73,7 +76,7 @@ static void lane_scan8(double *restrict e, double *restrict tot, const double *r
 }
 
 /* Quotients and weights for lane k and its partner lane k + LANES/2 (x, gx, e
- * and q point at lane k; the partner is h = CHUNK/2 further on), with
+ * and q point at lane k; the partner is h = LCHUNK/2 further on), with
  * gap_i = tu + e[i] and gap_{i+h} = tv + e[i+h].  Paired: q[i] <- w_i/gap_i +
  * w_{i+h}/gap_{i+h} over one common denominator (one division per two terms;
  * the caller guarantees PAIR_MIN <= gap <= PAIR_MAX).  Unpaired: q[i] <-
@@ -81,7 +84,7 @@ static void lane_scan8(double *restrict e, double *restrict tot, const double *r
 static void lane_quotients(double *restrict q, const double *restrict x, const double *restrict gx,
                            const double *restrict e, double tu, double tv, int paired)
 {
-    const size_t h = CHUNK / 2;
+    const size_t h = LCHUNK / 2;
     if (paired && gx) {
         for (size_t i = 0; i < LANE; i++) {
             double gu = tu + e[i], gv = tv + e[i + h];
@@ -127,7 +130,7 @@ static int check(const double *restrict x, const double *restrict gx, size_t m)
  *   *total = P_n (compensated), *terms = sum_{j<n-1} w_j / (P_n - P_j).
  * Returns nonzero if an entry of lr or g is NaN or negative.
  *
- * Chunks of CHUNK steps run from the top of the array down (the short last
+ * Chunks of LCHUNK steps run from the top of the array down (the short last
  * chunk is copied into a buffer padded with zero steps at its top: they add
  * exactly nothing).  With base = the carried sum of everything above the
  * chunk: (1) the sign checks, reading the chunk backwards (its first touch;
@@ -142,14 +145,14 @@ static int check(const double *restrict x, const double *restrict gx, size_t m)
 static int stream_last(const double *lr, const double *g, size_t n,
                        double *total, double *terms)
 {
-    double e[CHUNK], q[CHUNK], xb[CHUNK], gb[CHUNK], tot[LANES], t[LANES];
+    double e[LCHUNK], q[LCHUNK], xb[LCHUNK], gb[LCHUNK], tot[LANES], t[LANES];
     double c_hi = lr[n - 1], c_lo = 0.0;   /* carry = sum_{t >= hi} eta_t */
     double a_hi = 0.0, a_lo = 0.0;         /* sum of w_j / gap_j so far */
     int bad = !(lr[n - 1] >= 0.0) || (g && !(g[n - 1] >= 0.0));
     size_t hi = n - 1;
 
     while (hi > 0) {
-        size_t m = hi < CHUNK ? hi : CHUNK;
+        size_t m = hi < LCHUNK ? hi : LCHUNK;
         size_t lo = hi - m;
         const double *x = lr + lo, *gx = g ? g + lo : 0;
         double base = c_hi + c_lo;
@@ -157,15 +160,15 @@ static int stream_last(const double *lr, const double *g, size_t n,
         double part;
         int paired;
 
-        if (m != CHUNK) {                  /* the short last chunk: pad its top */
-            for (size_t i = 0; i < CHUNK; i++) {
+        if (m != LCHUNK) {                  /* the short last chunk: pad its top */
+            for (size_t i = 0; i < LCHUNK; i++) {
                 xb[i] = i < m ? x[i] : 0.0;
                 gb[i] = gx && i < m ? gx[i] : 0.0;
             }
             x = xb;
             gx = gx ? gb : 0;
         }
-        bad |= check(x, gx, CHUNK);
+        bad |= check(x, gx, LCHUNK);
         lane_scan8(e, tot, x);
         for (size_t k = LANES; k-- > 0;) {
             t[k] = base + s;
@@ -181,7 +184,7 @@ static int stream_last(const double *lr, const double *g, size_t n,
             lane_quotients(q + o, x + o, gx ? gx + o : 0, e + o, t[k], t[k + LANES / 2], paired);
         }
         /* Constant sizes: every level's trip count is known in the inlined sum. */
-        part = paired ? tree_sum(q, CHUNK / 2) : tree_sum(q, CHUNK);
+        part = paired ? tree_sum(q, LCHUNK / 2) : tree_sum(q, LCHUNK);
 
         neumaier_add(&a_hi, &a_lo, part);
         neumaier_add(&c_hi, &c_lo, s);

@@ -38,7 +38,7 @@ enum {
  * lanes scanned side by side, whose totals are carried with Neumaier
  * compensation; two terms share a division when the chunk's gaps lie in
  * [2^-250, 2^250].  O(n) time, O(1) memory (fixed stack buffers).  Relative
- * error of a and b <= ~160 u (u = 2^-53) barring subnormal intermediates, see
+ * error of a and b <= ~92 u (u = 2^-53) barring subnormal intermediates, see
  * cdfast/bounds.py.  If lr[n-1] == 0 the result is +inf (status OK);
  * the Python layer refuses that input before calling.
  */
