@@ -199,6 +199,12 @@ def _stream_last(lr, g, has_g, n, buf):
             _lane_quotients(q, xc, gc, has_g, e, k * LANE, t[k], t[k + LANES // 2], paired)
         # Constant sizes: LLVM then knows every level's trip count of the inlined sum.
         part = _tree_sum(q, LCHUNK // 2) if paired else _tree_sum(q, LCHUNK)
+        if paired and not part <= 1.7976931348623157e308:
+            # A product w * gap overflowed although the terms may be finite (a huge
+            # LR above small gaps): redo this chunk one division per term.
+            for k in range(LANES // 2):
+                _lane_quotients(q, xc, gc, has_g, e, k * LANE, t[k], t[k + LANES // 2], False)
+            part = _tree_sum(q, LCHUNK)
 
         a_hi, a_lo = _neumaier_add(a_hi, a_lo, part)
         c_hi, c_lo = _neumaier_add(c_hi, c_lo, s)

@@ -3,6 +3,7 @@
  * The contract (indexing, outputs, status codes) is in cdfast.h.  The Numba
  * kernels in cdfast/_numba.py follow this file operation for operation.
  */
+#include <float.h>
 #include <math.h>
 #include "cdfast.h"
 #include "summation.h"
@@ -185,6 +186,15 @@ static int stream_last(const double *lr, const double *g, size_t n,
         }
         /* Constant sizes: every level's trip count is known in the inlined sum. */
         part = paired ? tree_sum(q, LCHUNK / 2) : tree_sum(q, LCHUNK);
+        if (paired && !(part <= DBL_MAX)) {
+            /* A product w * gap overflowed although the terms may be finite (a
+             * huge LR above small gaps): redo this chunk one division per term. */
+            for (size_t k = 0; k < LANES / 2; k++) {
+                size_t o = k * LANE;
+                lane_quotients(q + o, x + o, gx ? gx + o : 0, e + o, t[k], t[k + LANES / 2], 0);
+            }
+            part = tree_sum(q, LCHUNK);
+        }
 
         neumaier_add(&a_hi, &a_lo, part);
         neumaier_add(&c_hi, &c_lo, s);

@@ -258,3 +258,15 @@ def test_references_file_is_consistent():
     assert {r["T"] for r in refs} >= {10**6, 10**7}
     for r in refs:
         assert len(r["sha256"]) == len(hashlib.sha256().hexdigest())
+
+
+def test_huge_lr_above_small_gaps_is_not_an_overflow(backend):
+    # eta^2 * gap overflows although every term eta^2 / gap is finite: the kernel must
+    # not take the shared-denominator shortcut there.
+    from naive import terms_mp
+
+    lr = np.full(2000, 1e5)
+    lr[500] = 1e150
+    a, b = cdfast.bound_terms(lr, backend=backend)
+    ref_a, ref_b = terms_mp(lr)
+    assert rel(a, float(ref_a)) < RTOL_MP and rel(b, float(ref_b)) < RTOL_MP
