@@ -34,8 +34,17 @@ _OFF5 = np.uint64(5 * LANE)
 _OFF6 = np.uint64(6 * LANE)
 _OFF7 = np.uint64(7 * LANE)
 _TOP = np.uint64(LCHUNK - 1)
-SCRATCH_ROWS = 4  # rows of LCHUNK doubles that _stream_last needs from its caller
-BLOCK_AVG = 8  # lane count of the average-iterate sums
+SCRATCH_ROWS = 5  # rows of LCHUNK doubles that _stream_last needs from its caller
+BLOCK_AVG = 8  # lane count of the average-iterate sums (and of the segment sums)
+# The two-level pass (csrc/cdfast.c, stream_last): from SEG_MIN steps on, SEGS segments.
+SEG_MIN = 1 << 19
+SEGS = 64
+SEG_ROWS = 5  # per segment: carry (hi, lo), terms (hi, lo), bad
+# Scheduling of the long pass on Numba's threads (never changes the result): rounds of
+# GROUP_NUMBA segments shared by WORKERS workers, one scratch buffer each (kept small:
+# the workspace must not grow with T, nor be large for short inputs).
+GROUP_NUMBA = 8
+WORKERS = 2
 # Range in which a pair of gaps can share a denominator without overflow or underflow
 # (csrc/cdfast.c, lane_quotients): 2^-250 <= gap <= 2^250.
 PAIR_MIN = 2.0**-250
@@ -148,27 +157,23 @@ def _tree_sum(q, n):
 
 
 @numba.njit(**_OPTS)
-def _stream_last(lr, g, has_g, n, buf):
-    """Return (P_n, sum_{j<n-1} w_j / (P_n - P_j), bad) in one backward pass.
+def _stream_range(lr, g, has_g, hi, stop, c_hi, c_lo, a_hi, a_lo, buf):
+    """The backward pass over the chunks of [stop, hi): ``stream_range`` in csrc/cdfast.c.
 
-    ``buf`` is a (SCRATCH_ROWS, LCHUNK) scratch buffer supplied by the caller (no
-    allocation proportional to n): the lane suffixes, the quotients, and a zero-padded
-    copy of the short last chunk (and of its grad_sq).  Same algorithm and operation
-    order as ``stream_last`` in csrc/cdfast.c.
+    (c_hi + c_lo) is the carried sum above ``hi`` on entry; returns the carry above
+    ``stop``, (a_hi, a_lo) plus the terms of these steps, and whether an entry of lr
+    or g in the range is NaN or negative.  ``buf`` is a (SCRATCH_ROWS, LCHUNK)
+    scratch buffer: the lane suffixes, the quotients, a zero-padded copy of the short
+    last chunk (and of its grad_sq) and the lane starts.
     """
     e = buf[0]
     q = buf[1]
     xb = buf[2]
     gb = buf[3]
-    t = np.empty(LANES)
-    c_hi = lr[n - 1]
-    c_lo = 0.0
-    a_hi = 0.0
-    a_lo = 0.0
-    bad = not (lr[n - 1] >= 0.0) or (has_g and not (g[n - 1] >= 0.0))
-    hi = n - 1
-    while hi > 0:
-        m = min(hi, LCHUNK)
+    t = buf[4]
+    bad = False
+    while hi > stop:
+        m = min(hi - stop, LCHUNK)
         lo = hi - m
         base = c_hi + c_lo
         x = lr
@@ -209,12 +214,150 @@ def _stream_last(lr, g, has_g, n, buf):
         a_hi, a_lo = _neumaier_add(a_hi, a_lo, part)
         c_hi, c_lo = _neumaier_add(c_hi, c_lo, s)
         hi = lo
-    return c_hi + c_lo, a_hi + a_lo, bad
+    return c_hi, c_lo, a_hi, a_lo, bad
+
+
+@numba.njit(inline="always", **_OPTS)
+def _seg_top(n, k):
+    # Top of segment k (k = 0 .. SEGS) of the two-level pass (seg_top in csrc/cdfast.c):
+    # the whole chunks are dealt out top down, one extra to each of the top c % SEGS;
+    # the bottom segment also takes the short chunk.
+    c = (n - 1) // LCHUNK
+    if k >= SEGS:
+        return 0
+    return n - 1 - (k * (c // SEGS) + min(k, c % SEGS)) * LCHUNK
+
+
+@numba.njit(inline="always", **_OPTS)
+def _block_sum(x, m):
+    # BLOCK_AVG strided accumulators over x[0 .. m-1]; the remainder of a short block
+    # goes to accumulator 0.  Unsigned indices: no negative-index wraparound.
+    p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = 0.0
+    full = m // BLOCK_AVG
+    for ii in range(full):
+        j = numba.uint64(ii) * numba.uint64(BLOCK_AVG)
+        p0 += x[j]
+        p1 += x[j + numba.uint64(1)]
+        p2 += x[j + numba.uint64(2)]
+        p3 += x[j + numba.uint64(3)]
+        p4 += x[j + numba.uint64(4)]
+        p5 += x[j + numba.uint64(5)]
+        p6 += x[j + numba.uint64(6)]
+        p7 += x[j + numba.uint64(7)]
+    for i in range(full * BLOCK_AVG, m):
+        p0 += x[numba.uint64(i)]
+    return ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
+
+
+@numba.njit(inline="always", **_OPTS)
+def _segment_sum(lr, stop, hi):
+    # Pass A (segment_sum in csrc/cdfast.c): blocks of LCHUNK from the bottom up, each
+    # summed by BLOCK_AVG strided accumulators, block sums carried with Neumaier.
+    s_hi = 0.0
+    s_lo = 0.0
+    lo = stop
+    while lo + LCHUNK <= hi:  # whole blocks: a constant trip count
+        x = lr[numba.uint64(lo):numba.uint64(lo + LCHUNK)]
+        s_hi, s_lo = _neumaier_add(s_hi, s_lo, _block_sum(x, LCHUNK))
+        lo += LCHUNK
+    if lo < hi:
+        x = lr[numba.uint64(lo):numba.uint64(hi)]
+        s_hi, s_lo = _neumaier_add(s_hi, s_lo, _block_sum(x, hi - lo))
+    return s_hi, s_lo
+
+
+@numba.njit(inline="always", **_OPTS)
+def _seg_pass_a(lr, n, k, seg):
+    seg[0, k], seg[1, k] = _segment_sum(lr, _seg_top(n, k + 1), _seg_top(n, k))
+
+
+@numba.njit(inline="always", **_OPTS)
+def _seg_carries(seg, k0, k1, c_hi, c_lo):
+    # Segment totals (rows 0, 1) -> the carries entering the segments, top down.
+    for k in range(k0, k1):
+        t_hi = seg[0, k]
+        t_lo = seg[1, k]
+        seg[0, k] = c_hi
+        seg[1, k] = c_lo
+        c_hi, c_lo = _neumaier_add(c_hi, c_lo, t_hi)
+        c_hi, c_lo = _neumaier_add(c_hi, c_lo, t_lo)
+    return c_hi, c_lo
+
+
+@numba.njit(inline="always", **_OPTS)
+def _seg_pass_b(lr, g, has_g, n, k, seg, buf):
+    c_hi, c_lo, a_hi, a_lo, bad = _stream_range(
+        lr, g, has_g, _seg_top(n, k), _seg_top(n, k + 1), seg[0, k], seg[1, k], 0.0, 0.0, buf)
+    seg[0, k] = c_hi
+    seg[1, k] = c_lo
+    seg[2, k] = a_hi
+    seg[3, k] = a_lo
+    seg[4, k] = 1.0 if bad else 0.0
+
+
+@numba.njit(inline="always", **_OPTS)
+def _seg_finish(seg, bad):
+    # P_n is the carry out of the bottom segment; the terms are added top down.
+    a_hi = 0.0
+    a_lo = 0.0
+    for k in range(SEGS):
+        a_hi, a_lo = _neumaier_add(a_hi, a_lo, seg[2, k])
+        a_hi, a_lo = _neumaier_add(a_hi, a_lo, seg[3, k])
+        bad |= seg[4, k] != 0.0
+    return seg[0, SEGS - 1] + seg[1, SEGS - 1], a_hi + a_lo, bad
 
 
 @numba.njit(**_OPTS)
-def _last_iterate_into(lr, g, has_g, n, gap, out, k):
-    total, terms, bad = _stream_last(lr, g, has_g, n, gap)
+def _stream_last(lr, g, has_g, n, buf):
+    """Return (P_n, sum_{j<n-1} w_j / (P_n - P_j), bad) in one backward pass.
+
+    ``buf`` is a (SCRATCH_ROWS, LCHUNK) scratch buffer supplied by the caller.  Same
+    algorithm and operation order as ``stream_last`` in csrc/cdfast.c: one range below
+    SEG_MIN steps, the two-level pass (one segment at a time) from there on.
+    """
+    bad = not (lr[n - 1] >= 0.0) or (has_g and not (g[n - 1] >= 0.0))
+    if n < SEG_MIN:
+        c_hi, c_lo, a_hi, a_lo, b = _stream_range(lr, g, has_g, n - 1, 0, lr[n - 1], 0.0, 0.0, 0.0, buf)
+        return c_hi + c_lo, a_hi + a_lo, bad or b
+    seg = np.empty((SEG_ROWS, SEGS))  # fixed size, only for long passes
+    c_hi = lr[n - 1]
+    c_lo = 0.0
+    for k in range(SEGS):
+        _seg_pass_a(lr, n, k, seg)
+        c_hi, c_lo = _seg_carries(seg, k, k + 1, c_hi, c_lo)
+        _seg_pass_b(lr, g, has_g, n, k, seg, buf)
+    return _seg_finish(seg, bad)
+
+
+@numba.njit(parallel=True, **_OPTS)
+def _stream_last_parallel(lr, g, has_g, n, bufs, seg):
+    """``_stream_last`` with the segments of a long pass spread over Numba's threads.
+
+    ``bufs``: one scratch buffer per worker, (WORKERS, SCRATCH_ROWS, LCHUNK); ``seg``:
+    (SEG_ROWS, SEGS).  Rounds of GROUP_NUMBA segments: pass A of the round, the
+    carries, pass B of the round (its data still in cache), worker w taking every
+    WORKERS-th segment.  Every segment's arithmetic is fixed, so the result equals
+    ``_stream_last``'s bit for bit, whatever the thread count.
+    """
+    bad = not (lr[n - 1] >= 0.0) or (has_g and not (g[n - 1] >= 0.0))
+    if n < SEG_MIN:
+        c_hi, c_lo, a_hi, a_lo, b = _stream_range(lr, g, has_g, n - 1, 0, lr[n - 1], 0.0, 0.0, 0.0, bufs[0])
+        return c_hi + c_lo, a_hi + a_lo, bad or b
+    c_hi = lr[n - 1]
+    c_lo = 0.0
+    for k0 in range(0, SEGS, GROUP_NUMBA):
+        for w in numba.prange(WORKERS):
+            for k in range(k0 + w, k0 + GROUP_NUMBA, WORKERS):
+                _seg_pass_a(lr, n, k, seg)
+        c_hi, c_lo = _seg_carries(seg, k0, k0 + GROUP_NUMBA, c_hi, c_lo)
+        for w in numba.prange(WORKERS):
+            for k in range(k0 + w, k0 + GROUP_NUMBA, WORKERS):
+                _seg_pass_b(lr, g, has_g, n, k, seg, bufs[w])
+    return _seg_finish(seg, bad)
+
+
+@numba.njit(**_OPTS)
+def _finish_last(lr, g, has_g, n, total, terms, bad, out, k):
     if bad:
         return BAD_INPUT
     last = lr[n - 1]
@@ -229,14 +372,26 @@ def _last_iterate_into(lr, g, has_g, n, gap, out, k):
 
 
 @numba.njit(**_OPTS)
+def _last_iterate_into(lr, g, has_g, n, gap, out, k):
+    total, terms, bad = _stream_last(lr, g, has_g, n, gap)
+    return _finish_last(lr, g, has_g, n, total, terms, bad, out, k)
+
+
+@numba.njit(**_OPTS)
 def _last_iterate(lr, g, has_g, out):
-    """out[0] = a, out[1] = b of eq. (2.4) at tau = len(lr); returns a status."""
+    """out[0] = a, out[1] = b of eq. (2.4) at tau = len(lr); returns a status.
+
+    Long inputs (n >= SEG_MIN) use Numba's threads; the result does not depend on
+    their number.  The workspace has a fixed size, whatever n.
+    """
     n = lr.shape[0]
     if n == 0:
         return BAD_ARGUMENT
-    gap = np.empty((SCRATCH_ROWS, LCHUNK))
+    bufs = np.empty((WORKERS, SCRATCH_ROWS, LCHUNK))
+    seg = np.empty((SEG_ROWS, SEGS))
     res = np.empty((2, 1))
-    status = _last_iterate_into(lr, g, has_g, n, gap, res, 0)
+    total, terms, bad = _stream_last_parallel(lr, g, has_g, n, bufs, seg)
+    status = _finish_last(lr, g, has_g, n, total, terms, bad, res, 0)
     out[0] = res[0, 0]
     out[1] = res[1, 0]
     return status

@@ -17,17 +17,31 @@ terms of lane k and lane k + 4 are paired and share one division, w_i/g_i + w_k/
 (w_i g_k + w_k g_i)/(g_i g_k) (exact algebra; the range keeps every product normal);
 otherwise each term is divided directly.  A chunk's quotients are summed pairwise.
 
+From T = 2^19 steps on, the pass is two-level, so that it can use several threads:
+[0, T-1) is cut into 64 segments of whole chunks, fixed by T alone.  Pass A sums each
+segment (blocks of 512 by 8 strided accumulators, block sums carried with Neumaier
+compensation); the carry entering a segment (eta_T plus the totals of the segments
+above it) is accumulated top down with Neumaier compensation; pass B runs the chunk
+pass above on every segment from its carry, and the segments' terms are added top down
+with Neumaier compensation.  Every segment's arithmetic is fixed, so the result does
+not depend on the number of threads, and the C and Numba backends agree bit for bit.
+
 Error bound: with u = 2^-53, every gap carries a relative error of at most about
 (63 + 7 + 2 + 3) u = 75 u (the in-lane chain, the chain of lane totals, the lane
 start and the final addition, and the compensated carry); each term adds at most 6 u
 (two products for the weight, then two products, one addition and one division for
 a pair, all of non-negative numbers); the pairwise chunk sum adds 9 u and the
-compensated total 2 u.  Because every term is non-negative, these relative errors
-bound the relative error of ``b`` itself: |db| / b <= about 92 u ~ 1.0e-14,
-independent of T; ``a`` is better still.  This assumes no intermediate is subnormal
-(every non-zero eta_j^2 G_j^2 above about 2^-770).  Measured against the 40-digit
-mpmath references at T = 1e6 and 1e7 (tests/data/references.json: linear, cosine,
-WSD, constant, cosine with grad_sq): at most 6.8e-16 (constant schedule, a and b).
+compensated total 2 u.  In the two-level pass a segment's carry comes from pass A:
+each block sum has a relative error of at most (63 + 3) u (chains of 64, then three
+levels of pairwise addition), the compensated block carry and the compensated sum of
+segment totals add about 2 u each, so a carry is within about 70 u, inside the 75 u
+above; adding the segments' terms adds about 2 u more.  Because every term is
+non-negative, these relative errors bound the relative error of ``b`` itself:
+|db| / b <= about 94 u ~ 1.05e-14 (92 u below 2^19 steps), independent of T; ``a`` is
+better still.  This assumes no intermediate is subnormal (every non-zero
+eta_j^2 G_j^2 above about 2^-770).  Measured against the 40-digit mpmath references
+at T = 1e6 and 1e7 (tests/data/references.json: linear, cosine, WSD, constant, cosine
+with grad_sq): at most 7.5e-16 (constant schedule, T = 1e7, a).
 """
 
 from __future__ import annotations

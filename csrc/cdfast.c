@@ -5,6 +5,9 @@
  */
 #include <float.h>
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "cdfast.h"
 #include "summation.h"
 
@@ -21,6 +24,9 @@
 #define LANES 8                 /* lane_scan8 spells out the 8 chains */
 #define LANE (LCHUNK / LANES)
 #define BLOCK_AVG 8
+/* The two-level pass (stream_last): from n = SEG_MIN on, SEGS segments. */
+#define SEG_MIN ((size_t)1 << 19)
+#define SEGS 64
 /* Gaps in [PAIR_MIN, PAIR_MAX] may share a denominator: their products stay in
  * [2^-500, 2^500], far from overflow and from subnormals. */
 #define PAIR_MIN 0x1p-250
@@ -127,11 +133,13 @@ static int check(const double *restrict x, const double *restrict gx, size_t m)
 
 
 /*
- * One backward pass over lr[0..n-1] (n >= 1):
- *   *total = P_n (compensated), *terms = sum_{j<n-1} w_j / (P_n - P_j).
- * Returns nonzero if an entry of lr or g is NaN or negative.
+ * The backward pass over the chunks of [stop, hi) (stop and hi - stop multiples of
+ * LCHUNK, except that the bottom of the array, stop == 0, may end with a short chunk):
+ * (*c_hi + *c_lo) is the carried sum of everything above hi on entry and above stop
+ * on return; (*a_hi + *a_lo) += the terms w_j / gap_j of these steps.  Returns
+ * nonzero if an entry of lr or g in the range is NaN or negative.
  *
- * Chunks of LCHUNK steps run from the top of the array down (the short last
+ * Chunks of LCHUNK steps run from the top of the range down (the short last
  * chunk is copied into a buffer padded with zero steps at its top: they add
  * exactly nothing).  With base = the carried sum of everything above the
  * chunk: (1) the sign checks, reading the chunk backwards (its first touch;
@@ -143,17 +151,16 @@ static int check(const double *restrict x, const double *restrict gx, size_t m)
  * (lane k pairs with lane k + LANES/2); (5) a pairwise sum of the quotients.
  * Chunk totals are carried with Neumaier compensation.
  */
-static int stream_last(const double *lr, const double *g, size_t n,
-                       double *total, double *terms)
+static int stream_range(const double *lr, const double *g, size_t hi, size_t stop,
+                        double *c_hi_io, double *c_lo_io, double *a_hi_io, double *a_lo_io)
 {
     double e[LCHUNK], q[LCHUNK], xb[LCHUNK], gb[LCHUNK], tot[LANES], t[LANES];
-    double c_hi = lr[n - 1], c_lo = 0.0;   /* carry = sum_{t >= hi} eta_t */
-    double a_hi = 0.0, a_lo = 0.0;         /* sum of w_j / gap_j so far */
-    int bad = !(lr[n - 1] >= 0.0) || (g && !(g[n - 1] >= 0.0));
-    size_t hi = n - 1;
+    double c_hi = *c_hi_io, c_lo = *c_lo_io;   /* carry = sum_{t >= hi} eta_t */
+    double a_hi = *a_hi_io, a_lo = *a_lo_io;   /* sum of w_j / gap_j so far */
+    int bad = 0;
 
-    while (hi > 0) {
-        size_t m = hi < LCHUNK ? hi : LCHUNK;
+    while (hi > stop) {
+        size_t m = hi - stop < LCHUNK ? hi - stop : LCHUNK;
         size_t lo = hi - m;
         const double *x = lr + lo, *gx = g ? g + lo : 0;
         double base = c_hi + c_lo;
@@ -200,16 +207,124 @@ static int stream_last(const double *lr, const double *g, size_t n,
         neumaier_add(&c_hi, &c_lo, s);
         hi = lo;
     }
+    *c_hi_io = c_hi;
+    *c_lo_io = c_lo;
+    *a_hi_io = a_hi;
+    *a_lo_io = a_lo;
+    return bad;
+}
+
+/* Pass A of the segmented pass: (*t_hi + *t_lo) = sum of lr[stop .. hi-1], in
+ * blocks of LCHUNK from the bottom up, each summed by BLOCK_AVG strided
+ * accumulators (an elementwise loop: vectorises without reassociation; the
+ * remainder of a short top block goes to accumulator 0), block sums carried
+ * with Neumaier compensation.  No checks: pass B checks every entry. */
+static void segment_sum(const double *lr, size_t stop, size_t hi, double *t_hi, double *t_lo)
+{
+    double s_hi = 0.0, s_lo = 0.0;
+    for (size_t lo = stop; lo < hi; lo += LCHUNK) {
+        size_t m = hi - lo < LCHUNK ? hi - lo : LCHUNK;
+        const double *x = lr + lo;
+        double p[BLOCK_AVG] = {0.0};
+        size_t i = 0;
+        for (; i + BLOCK_AVG <= m; i += BLOCK_AVG)
+            for (size_t k = 0; k < BLOCK_AVG; k++)
+                p[k] += x[i + k];
+        for (; i < m; i++)
+            p[0] += x[i];
+        neumaier_add(&s_hi, &s_lo, ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])));
+    }
+    *t_hi = s_hi;
+    *t_lo = s_lo;
+}
+
+/* Top of segment k (k = 0 .. SEGS) of the two-level pass over [0, n-1): the C =
+ * floor((n-1)/LCHUNK) whole chunks from the top are dealt out top down, C/SEGS
+ * to each segment and one more to each of the top C % SEGS; the bottom segment
+ * (k = SEGS-1) also takes the short chunk, so seg_top(n, SEGS) = 0. */
+static size_t seg_top(size_t n, size_t k)
+{
+    size_t c = (n - 1) / LCHUNK, l = c / SEGS, r = c % SEGS;
+    return k >= SEGS ? 0 : n - 1 - (k * l + (k < r ? k : r)) * LCHUNK;
+}
+
+/*
+ * One backward pass over lr[0..n-1] (n >= 1):
+ *   *total = P_n (compensated), *terms = sum_{j<n-1} w_j / (P_n - P_j).
+ * Returns nonzero if an entry of lr or g is NaN or negative.
+ *
+ * n < SEG_MIN: one stream_range over [0, n-1), carry starting at eta_n.
+ * n >= SEG_MIN: the two-level pass.  [0, n-1) is cut into SEGS segments fixed
+ * by n alone (seg_top).  Pass A sums each segment (segment_sum); the
+ * carry entering segment k is eta_n plus the totals of segments 0..k-1, added
+ * top down with Neumaier compensation; pass B runs stream_range on every segment
+ * from its carry; the segments' terms are added top down with Neumaier
+ * compensation.  Every segment's arithmetic is fixed, so with `parallel` (the
+ * segments of both passes spread over OpenMP threads) the result does not depend
+ * on the thread count and equals the serial one bit for bit.
+ */
+static int stream_last(const double *lr, const double *g, size_t n, int parallel,
+                       double *total, double *terms)
+{
+    double c_hi = lr[n - 1], c_lo = 0.0, a_hi = 0.0, a_lo = 0.0;
+    int bad = !(lr[n - 1] >= 0.0) || (g && !(g[n - 1] >= 0.0));
+
+    if (n < SEG_MIN) {
+        bad |= stream_range(lr, g, n - 1, 0, &c_hi, &c_lo, &a_hi, &a_lo);
+    } else {
+        double ch[SEGS], cl[SEGS], ah[SEGS], al[SEGS];
+        int sbad[SEGS];
+        size_t group = 1;   /* segments per round: scheduling only, never the result */
+#ifdef _OPENMP
+        if (parallel && omp_get_max_threads() > 1)
+            group = (size_t)omp_get_max_threads() < SEGS ? (size_t)omp_get_max_threads() : SEGS;
+#else
+        (void)parallel;
+#endif
+        for (size_t g0 = 0; g0 < SEGS; g0 += group) {
+            ptrdiff_t end = (ptrdiff_t)(g0 + group < SEGS ? g0 + group : SEGS);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (group > 1)
+#endif
+            for (ptrdiff_t k = (ptrdiff_t)g0; k < end; k++) {
+                segment_sum(lr, seg_top(n, (size_t)k + 1), seg_top(n, (size_t)k), &ch[k], &cl[k]);
+            }
+            for (size_t k = g0; k < (size_t)end; k++) {   /* totals -> carries, top down */
+                double t_hi = ch[k], t_lo = cl[k];
+                ch[k] = c_hi;
+                cl[k] = c_lo;
+                neumaier_add(&c_hi, &c_lo, t_hi);
+                neumaier_add(&c_hi, &c_lo, t_lo);
+            }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (group > 1)
+#endif
+            for (ptrdiff_t k = (ptrdiff_t)g0; k < end; k++) {
+                ah[k] = 0.0;
+                al[k] = 0.0;
+                sbad[k] = stream_range(lr, g, seg_top(n, (size_t)k), seg_top(n, (size_t)k + 1),
+                                       &ch[k], &cl[k], &ah[k], &al[k]);
+            }
+        }
+        c_hi = ch[SEGS - 1];                  /* the carry out of the bottom: P_n */
+        c_lo = cl[SEGS - 1];
+        for (size_t k = 0; k < SEGS; k++) {
+            neumaier_add(&a_hi, &a_lo, ah[k]);
+            neumaier_add(&a_hi, &a_lo, al[k]);
+            bad |= sbad[k];
+        }
+    }
     *total = c_hi + c_lo;
     *terms = a_hi + a_lo;
     return bad;
 }
 
-/* Coefficients (a, b) of eq. (2.4) at tau = n; +inf b when eta_n == 0. */
-static int last_iterate(const double *lr, const double *g, size_t n, double *a, double *b)
+/* Coefficients (a, b) of eq. (2.4) at tau = n; +inf b when eta_n == 0.  With
+ * `parallel`, long passes use OpenMP threads (same result). */
+static int last_iterate(const double *lr, const double *g, size_t n, int parallel, double *a, double *b)
 {
     double total, terms;
-    int bad = stream_last(lr, g, n, &total, &terms);
+    int bad = stream_last(lr, g, n, parallel, &total, &terms);
     if (bad)
         return CDFAST_BAD_INPUT;
     *a = 0.5 / total;
@@ -223,7 +338,7 @@ int cdfast_last_iterate(const double *lr, const double *grad_sq, size_t n, doubl
 {
     if (n == 0)
         return CDFAST_BAD_ARGUMENT;
-    return last_iterate(lr, grad_sq, n, &out[0], &out[1]);
+    return last_iterate(lr, grad_sq, n, 1, &out[0], &out[1]);
 }
 
 int cdfast_average_iterate(const double *lr, const double *grad_sq, size_t n, double *out)
@@ -275,7 +390,7 @@ int cdfast_curve_exact(const double *lr, const double *grad_sq, size_t n,
 #pragma omp parallel for schedule(dynamic, 1) reduction(max : status)
 #endif
     for (ptrdiff_t k = (ptrdiff_t)m - 1; k >= 0; k--) {
-        int s = last_iterate(lr, grad_sq, (size_t)at[k], &a_out[k], &b_out[k]);
+        int s = last_iterate(lr, grad_sq, (size_t)at[k], 0, &a_out[k], &b_out[k]);
         if (s > status)
             status = s;
     }

@@ -37,9 +37,12 @@ enum {
  * P_n - P_j are suffix sums (no cancellation), accumulated in chunks of 8
  * lanes scanned side by side, whose totals are carried with Neumaier
  * compensation; two terms share a division when the chunk's gaps lie in
- * [2^-250, 2^250].  O(n) time, O(1) memory (fixed stack buffers).  Relative
- * error of a and b <= ~92 u (u = 2^-53) barring subnormal intermediates, see
- * cdfast/bounds.py.  If lr[n-1] == 0 the result is +inf (status OK);
+ * [2^-250, 2^250].  From n = 2^19 on, the pass is two-level: 64 segments
+ * fixed by n, each summed first (its carry = the sum of everything above it)
+ * and then streamed from its carry, on OpenMP threads; the result does not
+ * depend on the thread count.  O(n) time, O(1) memory (fixed stack buffers).
+ * Relative error of a and b <= ~94 u (u = 2^-53) barring subnormal
+ * intermediates, see cdfast/bounds.py.  If lr[n-1] == 0 the result is +inf (status OK);
  * the Python layer refuses that input before calling.
  */
 int cdfast_last_iterate(const double *lr, const double *grad_sq, size_t n, double *out);

@@ -195,6 +195,71 @@ def test_backends_agree_on_random_schedules(lr):
 
 
 # ---------------------------------------------------------------------------
+# Long inputs take the two-level (segmented) pass, whose segments run on several
+# threads: the result must not depend on how many.
+
+_THREADS_SCRIPT = """
+import sys
+import numpy as np
+import cdfast
+from cdfast import _numba, schedules
+n = _numba.SEG_MIN + 512 * 37 + 5
+lr = 1e-3 * schedules.cosine(n, warmup=1000)
+lr[::7] *= 0.5
+g = np.random.default_rng(5).uniform(0.1, 4.0, n)
+for grad_sq in (None, g):
+    print(*(x.hex() for x in cdfast.bound_terms(lr, grad_sq, backend=sys.argv[1])))
+"""
+
+
+def _segmented_case():
+    from cdfast import _numba
+
+    n = _numba.SEG_MIN + 512 * 37 + 5  # not a whole number of chunks per segment
+    lr = 1e-3 * SCHEDULES["cosine"](n)
+    return lr, np.random.default_rng(5).uniform(0.1, 4.0, n)
+
+
+def test_long_pass_does_not_depend_on_numba_thread_count():
+    import numba
+
+    lr, g = _segmented_case()
+    before = numba.get_num_threads()
+    try:
+        got = {}
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            got[threads] = [cdfast.bound_terms(lr, gs, backend="numba") for gs in (None, g)]
+    finally:
+        numba.set_num_threads(before)
+    assert len(set(map(tuple, got.values()))) == 1, got
+    # ... and equals the one-thread pass of the exact curve, bit for bit.
+    for gs, ab in zip((None, g), got[1]):
+        a, b = cdfast.bound_curve_terms(lr, gs, at=[lr.size], method="exact", backend="numba")
+        assert (float(a[0]), float(b[0])) == ab
+
+
+def test_long_pass_does_not_depend_on_openmp_thread_count():
+    import os
+    import subprocess
+    import sys
+
+    if "c" not in cdfast.available_backends():
+        pytest.skip("the C extension is not built")
+    out = {}
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads}
+        done = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, "c"], capture_output=True, text=True,
+                              env=env, timeout=120, check=True)
+        out[threads] = done.stdout
+    assert out["1"] == out["2"] and out["1"].count("\n") == 2, out
+    if "numba" in cdfast.available_backends():  # the backends agree to the last bit
+        done = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, "numba"], capture_output=True, text=True,
+                              timeout=120, check=True)
+        assert done.stdout == out["1"]
+
+
+# ---------------------------------------------------------------------------
 # Memory: the streaming kernels allocate nothing proportional to T
 
 

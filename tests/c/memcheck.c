@@ -84,6 +84,38 @@ int main(void)
         all_kernels(zero, NULL, n, CDFAST_OK, CDFAST_NOT_FINITE);
         free(tiny), free(huge), free(zero);
     }
+    /* Long inputs take the two-level (segmented) pass; the curve is checked at a few taus
+     * only (it costs one pass per tau). */
+    size_t longs[] = {(1 << 19) - 1, 1 << 19, (1 << 19) + 1, (1 << 20) + 3, 64 * 512 * 17 + 511 + 1};
+    for (size_t k = 0; k < sizeof longs / sizeof *longs; k++) {
+        size_t n = longs[k];
+        double *lr = filled(n, 1e-3), *g = filled(n, 2.0), out[2], a[3], b[3];
+        int64_t at[3] = {1, (int64_t)n / 2, (int64_t)n};
+        expect(cdfast_last_iterate(lr, NULL, n, out), CDFAST_OK, "long last_iterate", n);
+        expect(cdfast_last_iterate(lr, g, n, out), CDFAST_OK, "long last_iterate, grad_sq", n);
+        expect(cdfast_curve_exact(lr, g, n, at, 3, a, b), CDFAST_OK, "long curve_exact", n);
+        size_t where[] = {0, n / 3, n - 2, n - 1};
+        for (int w = 0; w < 4; w++) {
+            double keep = lr[where[w]];
+            lr[where[w]] = NAN;
+            expect(cdfast_last_iterate(lr, NULL, n, out), CDFAST_BAD_INPUT, "long NaN", n);
+            lr[where[w]] = -1.0;
+            expect(cdfast_last_iterate(lr, g, n, out), CDFAST_BAD_INPUT, "long negative", n);
+            lr[where[w]] = INFINITY;
+            expect(cdfast_last_iterate(lr, NULL, n, out), CDFAST_NOT_FINITE, "long inf", n);
+            lr[where[w]] = keep;
+            g[where[w]] = NAN;
+            expect(cdfast_last_iterate(lr, g, n, out), CDFAST_BAD_INPUT, "long NaN grad_sq", n);
+            g[where[w]] = 2.0;
+        }
+        lr[n - 1] = 0.0;
+        expect(cdfast_last_iterate(lr, NULL, n, out), CDFAST_OK, "long zero final", n);
+        if (!isinf(out[1])) {
+            fprintf(stderr, "FAIL zero final LR (n=%zu): b = %g, expected +inf\n", n, out[1]);
+            failures++;
+        }
+        free(lr), free(g);
+    }
     /* n == 0 and malformed `at` are refused, never read */
     double one = 1.0, out[2], a[2], b[2];
     expect(cdfast_last_iterate(&one, NULL, 0, out), CDFAST_BAD_ARGUMENT, "n == 0", 0);
