@@ -42,8 +42,9 @@ def last_iterate_vectorized(lr, D=1.0, G=1.0, L_star=0.0, grad_sq=None):
     lr = np.asarray(lr, dtype=np.float64)
     w = lr * lr if grad_sq is None else lr * lr * np.asarray(grad_sq, dtype=np.float64)
     P = np.cumsum(lr)
-    gaps = P[-1] - P[:-1]
-    return L_star + D * D / (2 * P[-1]) + 0.5 * G * G * (w[-1] / lr[-1] + np.sum(w[:-1] / gaps))
+    gaps = P[-1] - P[:-1]  # cancels to 0 near the end of long decays: the bound becomes inf
+    with np.errstate(divide="ignore"):
+        return L_star + D * D / (2 * P[-1]) + 0.5 * G * G * (w[-1] / lr[-1] + np.sum(w[:-1] / gaps))
 
 
 def terms_mp(lr, grad_sq=None, dps=40):
