@@ -1,0 +1,301 @@
+"""Plain tables: CSV and Parquet files with named columns (``format="csv"``/``"parquet"``),
+and the small LR and loss files of the command line.
+
+CSV is parsed by pandas when it is installed, else by the standard library (empty
+cells are NaN either way); Parquet needs pyarrow or pandas (``pip install "cdfast[io]"``).
+
+Generic indexing (a table written by hand or by a script): the step column (``step``,
+``iter``, ``iteration``, ``global_step``, ...) counts the updates done; the loss at step
+``s`` is measured on ``w_s``; the LR at ``s`` is ``eta_s``, the LR of the update that
+produced ``w_s`` (the layout ``cdfast curve`` writes); a gradient norm at ``s`` is
+``G_s``.  A table whose columns name a trainer (``train/global_step`` and
+``train/learning_rate`` of the Hugging Face Trainer, ``lr-*`` of Lightning) follows that
+trainer's convention (see :mod:`cdfast.io`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import pathlib
+from typing import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .. import _validate as V
+from .._validate import as_vector
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+__all__ = ["read_csv", "curve_from_columns", "read_table", "read_lr_file", "read_loss_file"]
+
+EXTRA = 'pip install "cdfast[io]"  (or: pip install pyarrow)'
+
+
+# ---------------------------------------------------------------------------
+# Tables of named columns
+
+
+def _float_or_nan(cell: str) -> float:
+    cell = cell.strip()
+    if not cell:
+        return np.nan
+    try:
+        return float(cell)
+    except ValueError:
+        return None  # type: ignore[return-value]
+
+
+def _csv_stdlib(text: str) -> tuple[list[str], dict[str, FloatArray]]:
+    rows = list(csv.reader(io.StringIO(text)))
+    rows = [r for r in rows if r and any(c.strip() for c in r)]
+    if not rows:
+        return [], {}
+    header = [h.strip() for h in rows[0]]
+    cols: dict[str, FloatArray] = {}
+    for j, name in enumerate(header):
+        values = np.empty(len(rows) - 1)
+        numeric = True
+        for i, r in enumerate(rows[1:]):
+            v = _float_or_nan(r[j]) if j < len(r) else np.nan
+            if v is None:
+                numeric = False
+                break
+            values[i] = v
+        if numeric and name:
+            cols[name] = values
+    return header, cols
+
+
+def _csv_pandas(path: pathlib.Path) -> tuple[list[str], dict[str, FloatArray]] | None:
+    try:
+        import pandas as pd
+    except ImportError:
+        return None
+    try:
+        df = pd.read_csv(path, skipinitialspace=True)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+        return None
+    header = [str(c).strip() for c in df.columns]
+    cols: dict[str, FloatArray] = {}
+    for name, col in zip(header, df.columns):
+        values = pd.to_numeric(df[col], errors="coerce")
+        raw = df[col]
+        if values.isna().sum() > raw.isna().sum():
+            continue  # a text column
+        cols[name] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return header, cols
+
+
+def read_table(path: str | pathlib.Path) -> tuple[list[str], dict[str, FloatArray]]:
+    """``(header, {numeric column: float64 array})`` of a CSV or Parquet file."""
+    path = pathlib.Path(path)
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PAR1":
+        return _parquet(path)
+    got = _csv_pandas(path)
+    if got is not None:
+        return got
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is neither a text (CSV) nor a Parquet file") from None
+    return _csv_stdlib(text)
+
+
+def _parquet(path: pathlib.Path) -> tuple[list[str], dict[str, FloatArray]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(f"reading Parquet files needs pyarrow (or pandas with a Parquet engine): {EXTRA}") from None
+        df = pd.read_parquet(path)
+        header = [str(c) for c in df.columns]
+        cols = {h: df[c].to_numpy(dtype=np.float64, na_value=np.nan) for h, c in zip(header, df.columns)
+                if np.issubdtype(df[c].dtype, np.number)}
+        return header, cols
+    table = pq.read_table(path)
+    header = list(table.column_names)
+    cols = {}
+    for name in header:
+        col = table.column(name)
+        try:
+            arr = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+        except (TypeError, ValueError):
+            continue
+        cols[name] = arr
+    return header, cols
+
+
+def read_csv(path: str | pathlib.Path, delimiter: str = ",") -> dict[str, FloatArray]:
+    """Read a CSV file with a header row into ``{column: float64 array}``.
+
+    Empty cells become NaN.  Use :func:`curve_from_columns` on the ``step, lr, loss``
+    columns to get a fit-ready curve.
+    """
+    data = np.genfromtxt(path, delimiter=delimiter, names=True, dtype=np.float64, encoding="utf-8")
+    if data.dtype.names is None:
+        raise ValueError(f"{path}: no header row found; the first line must name the columns")
+    return {name: np.atleast_1d(np.asarray(data[name], dtype=np.float64)) for name in data.dtype.names}
+
+
+def curve_from_columns(step: ArrayLike, lr: ArrayLike, loss: ArrayLike) -> tuple[FloatArray, IntArray, FloatArray]:
+    """Turn per-step log columns into ``(lr_sequence, steps, loss)`` for fitting.
+
+    Row ``i`` says: update number ``step[i]`` (1-based) used learning rate ``lr[i]``
+    (= eta_{step}), and the weights after it had loss ``loss[i]`` (NaN = not logged).
+    Every step ``1 .. T`` must appear with a finite LR; rows may come in any order but
+    not twice.  Rows with ``step == 0`` (the initial loss) and NaN losses are dropped.
+
+    Returns
+    -------
+    lr_sequence : ndarray, shape (T,)   eta_1 .. eta_T
+    steps : ndarray of int              1-based steps with a logged loss, increasing
+    loss : ndarray                      the losses at ``steps``
+    """
+    s = as_vector(step, "step")
+    x = as_vector(lr, "lr")
+    y = as_vector(loss, "loss")
+    if not (s.shape == x.shape == y.shape):
+        raise ValueError(f"step, lr and loss must have equal lengths, got {s.shape[0]}, {x.shape[0]}, {y.shape[0]}")
+    if np.any(s != np.round(s)) or np.any(s < 0):
+        i = int(np.argmax((s != np.round(s)) | (s < 0)))
+        raise ValueError(f"step[{i}] = {s[i]!r} is not a non-negative integer iteration")
+    keep = s > 0
+    s, x, y = s[keep].astype(np.int64), x[keep], y[keep]
+    order = np.argsort(s, kind="stable")
+    s, x, y = s[order], x[order], y[order]
+    T = int(s[-1])
+    if s.shape[0] != T or np.any(s != np.arange(1, T + 1)):
+        dup = np.flatnonzero(np.diff(s) == 0)
+        if dup.size:
+            raise ValueError(f"step {s[dup[0]]} appears twice; keep one row per step")
+        missing = np.setdiff1d(np.arange(1, T + 1), s)
+        raise ValueError(
+            f"the LR of step {missing[0]} is missing ({missing.size} of 1..{T} absent); the bound needs "
+            "every learning rate eta_1..eta_T: rebuild the sequence from the schedule instead"
+        )
+    if not np.all(np.isfinite(x)):
+        i = int(np.argmax(~np.isfinite(x)))
+        raise ValueError(f"lr at step {s[i]} is {x[i]}; every step needs a finite learning rate")
+    logged = np.isfinite(y)
+    return x, s[logged], y[logged]
+
+
+# ---------------------------------------------------------------------------
+# The command line's LR and loss files (errors are ValueError with one-line messages)
+
+
+def read_lr_file(path: str) -> FloatArray:
+    """Learning rates from ``.npy``, ``.csv`` (one column, or a column named lr or
+    learning_rate) or plain text with one value per line (``#`` comments allowed).
+
+    Values are checked with the library's validation (finite, >= 0, named by index).
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"LR file {path!r} does not exist")
+    if path.lower().endswith(".npy"):
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ValueError(f"LR file {path!r} is not a readable .npy array ({exc})") from None
+        if arr.ndim == 2 and 1 in arr.shape:
+            arr = arr.reshape(-1)
+    else:
+        arr = _read_column(path, ("lr", "learning_rate", "train_lr"), "LR file")
+    lr = V.as_vector(arr, "lr")
+    V.check_values(lr, "lr")
+    return lr
+
+
+def _read_rows(path: str, what: str) -> list[list[str]]:
+    try:
+        with open(path, newline="") as fh:
+            text = fh.read()
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {path!r} is not a text file (expected CSV or one number per line)") from None
+    rows = [r for r in csv.reader(io.StringIO(text)) if r and not r[0].lstrip().startswith("#")]
+    rows = [[c.strip() for c in r] for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        raise ValueError(f"{what} {path!r} is empty")
+    return rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_floats(rows: list[list[str]], col: int, path: str, first_line: int) -> FloatArray:
+    out = np.empty(len(rows))
+    for i, row in enumerate(rows):
+        try:
+            out[i] = float(row[col])
+        except (ValueError, IndexError):
+            cell = row[col] if col < len(row) else "<missing>"
+            raise ValueError(f"{path!r} data row {i + first_line}: {cell!r} is not a number") from None
+    return out
+
+
+def _read_column(path: str, names: Sequence[str], what: str) -> FloatArray:
+    rows = _read_rows(path, what)
+    header = [c.lower() for c in rows[0]]
+    if all(_is_number(c) for c in rows[0]):
+        if len(rows[0]) != 1:
+            raise ValueError(f"{what} {path!r} has {len(rows[0])} columns and no header; "
+                             f"give one value per line or name the column ({'/'.join(names)})")
+        return _parse_floats(rows, 0, path, 1)
+    cols = [i for i, h in enumerate(header) if h in names]
+    if not cols:
+        if len(header) != 1:
+            raise ValueError(f"{what} {path!r} has no column named {' or '.join(names)} (columns: {rows[0]})")
+        cols = [0]
+    return _parse_floats(rows[1:], cols[0], path, 1)
+
+
+def read_loss_file(path: str) -> tuple[IntArray, FloatArray]:
+    """``(steps, loss)`` from a CSV with columns step (or iter) and loss (or val_loss).
+
+    NaN or non-numeric values are refused with the row number.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"loss file {path!r} does not exist")
+    rows = _read_rows(path, "loss file")
+    header = [c.lower() for c in rows[0]]
+    if all(_is_number(c) for c in rows[0]):
+        if len(header) != 2:
+            raise ValueError(f"loss file {path!r} needs two columns, step and loss (a header line step,loss helps)")
+        s_col, l_col, data = 0, 1, rows
+    else:
+        s_col = next((header.index(n) for n in ("step", "iter", "iteration", "_step") if n in header), None)
+        l_col = next((header.index(n) for n in ("loss", "val_loss", "train_loss") if n in header), None)
+        if s_col is None or l_col is None:
+            raise ValueError(f"loss file {path!r} needs columns 'step' and 'loss' (found {rows[0]})")
+        data = rows[1:]
+    if not data:
+        raise ValueError(f"loss file {path!r} has a header but no data rows")
+    steps = _parse_floats(data, s_col, path, 1)
+    loss = _parse_floats(data, l_col, path, 1)
+    for name, arr in (("step", steps), ("loss", loss)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"loss file {path!r} data row {i + 1}: {name} is {arr[i]}; "
+                             "remove rows with missing values")
+    if np.any(steps != np.round(steps)) or np.any(steps < 1):
+        i = int(np.argmax((steps != np.round(steps)) | (steps < 1)))
+        raise ValueError(f"loss file {path!r} data row {i + 1}: step {steps[i]} is not a 1-based whole step")
+    if np.any(np.diff(steps) <= 0):
+        i = int(np.argmax(np.diff(steps) <= 0)) + 1
+        raise ValueError(f"loss file {path!r} data row {i + 1}: steps must be strictly increasing "
+                         f"(step {steps[i]:g} follows {steps[i - 1]:g}); sort and de-duplicate them")
+    return steps.astype(np.int64), loss
