@@ -4,7 +4,8 @@ Both expose the same four calls with the same signatures and status codes; the b
 functions in cdfast.bounds and cdfast.curve never know which one they talk to.
 Selection: the ``backend=`` argument, else the ``CDFAST_BACKEND`` environment variable
 (``auto``, ``numba`` or ``c``), else ``auto``, which means Numba (the default) and
-falls back to C if Numba cannot be imported.
+falls back to C if Numba cannot be imported, or while Numba's kernels are not yet in
+its cache (cdfast._warmup: no compile wait on first use).
 """
 
 from __future__ import annotations
@@ -31,26 +32,95 @@ class Backend:
     average_iterate: Callable[[np.ndarray, np.ndarray | None, np.ndarray], int]
     curve_exact: Callable[..., int]
     curve_fast: Callable[..., int] | None = None
+    last_iterate_grad: Callable[..., int] | None = None  # (lr, g, d2, g2, out, grad), cdfast.gradient
+    # Stacked rows (cdfast._stacked): (lr2, lr_rows, g2 | None, g_rows, threads, a, b, status) -> int
+    last_iterate_rows: Callable[..., int] | None = None
+    average_iterate_rows: Callable[..., int] | None = None
 
 
 _EMPTY = np.zeros(1)
+_EMPTY_ROWS = np.zeros((1, 1))
+
+
+def _writable(x: np.ndarray) -> np.ndarray:
+    """``x`` itself, or a writeable view of it (a copy only if its memory is read-only).
+
+    Numba compiles a separate specialisation for read-only arrays; the kernels never
+    write to their inputs, so handing them a writeable view keeps one compiled version
+    (the one in the cache) for every caller.
+    """
+    if x.flags.writeable:
+        return x
+    view = x.view()
+    try:
+        view.flags.writeable = True
+    except ValueError:  # read-only memory (e.g. np.frombuffer on bytes)
+        return x.copy()
+    return view
 
 
 def _load_numba() -> Backend:
     from . import _numba as k
     from . import _numba_curve as kc
+    from . import _numba_grad as kg
 
     def g_args(g):
-        return (_EMPTY, False) if g is None else (g, True)
+        return (_EMPTY, False) if g is None else (_writable(g), True)
 
     return Backend(
         name="numba",
-        last_iterate=lambda lr, g, out: int(k._last_iterate(lr, *g_args(g), out)),
+        last_iterate=lambda lr, g, out: _numba_threads(0, k._last_iterate, _writable(lr), *g_args(g), numba_threads(0), out),
         average_iterate=lambda lr, g, out: int(k._average_iterate(lr, *g_args(g), out)),
-        curve_exact=lambda lr, g, at, a, b: int(k._curve_exact(lr, *g_args(g), at, a, b)),
-        curve_fast=lambda lr, g, at, u, c, a, b, scratch: int(
-            kc._curve_fast(lr, *g_args(g), at, u, c, a, b, scratch)),
+        curve_exact=lambda lr, g, at, a, b, threads=0: _numba_threads(
+            numba_threads(threads), k._curve_exact, _writable(lr), *g_args(g), _writable(at), numba_threads(threads),
+            a, b),
+        curve_fast=lambda lr, g, at, u, c, a, b, scratch, threads=0: _numba_threads(
+            numba_threads(threads), kc._curve_fast, _writable(lr), *g_args(g), _writable(at), _writable(u),
+            _writable(c), a, b, scratch),
+        last_iterate_grad=lambda lr, g, d2, g2, out, grad: int(
+            kg._last_iterate_grad(lr, *g_args(g), d2, g2, out, grad)),
+        last_iterate_rows=lambda lr, lr_rows, g, g_rows, threads, a, b, status: _numba_rows(
+            k, 0, lr, lr_rows, g, g_rows, threads, a, b, status),
+        average_iterate_rows=lambda lr, lr_rows, g, g_rows, threads, a, b, status: _numba_rows(
+            k, 1, lr, lr_rows, g, g_rows, threads, a, b, status),
     )
+
+
+def numba_threads(threads: int) -> int:
+    """Numba threads for a call asking for ``threads`` (<= 0: all of them)."""
+    import numba
+
+    most = numba.get_num_threads()
+    return most if threads <= 0 else max(1, min(threads, most))
+
+
+def _numba_threads(workers: int, fn: Callable[..., int], *args) -> int:
+    """``fn(*args)`` with Numba's team cut to ``workers`` threads (0: unchanged).
+
+    A parallel region's idle team members still join its final barrier, so a call
+    that uses fewer workers than the team must shrink the team (thread-local).
+    """
+    import numba
+
+    before = numba.get_num_threads()
+    if workers <= 0 or workers == before:
+        return int(fn(*args))
+    numba.set_num_threads(workers)
+    try:
+        return int(fn(*args))
+    finally:
+        numba.set_num_threads(before)
+
+
+def _numba_rows(k, kind, lr, lr_rows, g, g_rows, threads, a, b, status) -> int:
+    res = np.empty((2, lr_rows.shape[0]))
+    workers = numba_threads(threads)
+    code = _numba_threads(workers, k._iterate_rows, kind, _writable(lr), _writable(lr_rows),
+                          _EMPTY_ROWS if g is None else _writable(g), _writable(g_rows), g is not None, workers, res,
+                          status)
+    a[:] = res[0]
+    b[:] = res[1]
+    return code
 
 
 def _load_c() -> Backend:
@@ -62,16 +132,27 @@ def _load_c() -> Backend:
     def ro(x):
         return ffi.NULL if x is None else ffi.from_buffer("double[]", x, require_writable=False)
 
+    def i64(x):
+        return ffi.from_buffer("int64_t[]", x, require_writable=False)
+
     return Backend(
         name="c",
         last_iterate=lambda lr, g, out: lib.cdfast_last_iterate(ro(lr), ro(g), lr.shape[0], dptr(out)),
         average_iterate=lambda lr, g, out: lib.cdfast_average_iterate(ro(lr), ro(g), lr.shape[0], dptr(out)),
-        curve_exact=lambda lr, g, at, a, b: lib.cdfast_curve_exact(
+        curve_exact=lambda lr, g, at, a, b, threads=0: lib.cdfast_curve_exact(
             ro(lr), ro(g), lr.shape[0], ffi.from_buffer("int64_t[]", at, require_writable=False),
-            at.shape[0], dptr(a), dptr(b)),
-        curve_fast=lambda lr, g, at, u, c, a, b, scratch: lib.cdfast_curve_fast(
+            at.shape[0], threads, dptr(a), dptr(b)),
+        curve_fast=lambda lr, g, at, u, c, a, b, scratch, threads=0: lib.cdfast_curve_fast(
             ro(lr), ro(g), lr.shape[0], ffi.from_buffer("int64_t[]", at, require_writable=False),
-            at.shape[0], ro(u), ro(c), u.shape[0], dptr(a), dptr(b), dptr(scratch)),
+            at.shape[0], ro(u), ro(c), u.shape[0], threads, dptr(a), dptr(b), dptr(scratch)),
+        last_iterate_grad=lambda lr, g, d2, g2, out, grad: lib.cdfast_last_iterate_grad(
+            ro(lr), ro(g), lr.shape[0], d2, g2, dptr(out), dptr(grad)),
+        last_iterate_rows=lambda lr, lr_rows, g, g_rows, threads, a, b, status: lib.cdfast_last_iterate_rows(
+            ro(lr), i64(lr_rows), ro(g), i64(g_rows), lr_rows.shape[0], lr.shape[1], threads, dptr(a), dptr(b),
+            ffi.from_buffer("int[]", status)),
+        average_iterate_rows=lambda lr, lr_rows, g, g_rows, threads, a, b, status: lib.cdfast_average_iterate_rows(
+            ro(lr), i64(lr_rows), ro(g), i64(g_rows), lr_rows.shape[0], lr.shape[1], threads, dptr(a), dptr(b),
+            ffi.from_buffer("int[]", status)),
     )
 
 
@@ -104,6 +185,12 @@ def available_backends() -> tuple[str, ...]:
     return tuple(name for name in NAMES if _try_load(name) is not None)
 
 
+def _numba_is_warm() -> bool:
+    from ._warmup import numba_is_warm
+
+    return numba_is_warm()
+
+
 def get_backend(backend: str | None = None) -> Backend:
     """Resolve ``backend`` (None/"auto", "numba", "c") to a loaded Backend.
 
@@ -121,6 +208,12 @@ def get_backend(backend: str | None = None) -> Backend:
         for candidate in NAMES:
             found = _try_load(candidate)
             if found is not None:
+                if candidate == "numba" and "c" in NAMES and not _numba_is_warm():
+                    # Numba would compile for tens of seconds; the C kernels give the same bits now
+                    other = _try_load("c")
+                    if other is not None:
+                        log.debug("cdfast: auto uses backend 'c' while Numba's kernels are not compiled")
+                        return other
                 return found
             log.debug("cdfast: auto skips backend %r (%s)", candidate, _errors[candidate])
         raise ImportError("no cdfast backend is available: " + "; ".join(_FIX.values()))

@@ -73,7 +73,7 @@ ffibuilder.set_source(
     "cdfast._cdfast",
     '#include "cdfast.h"',
     # setuptools wants paths relative to setup.py (the build runs from the project root)
-    sources=["csrc/cdfast.c", "csrc/curve.c"],
+    sources=["csrc/cdfast.c", "csrc/curve.c", "csrc/gradient.c"],
     include_dirs=["csrc"],
     extra_compile_args=_compile_args,
     extra_link_args=_link_args,

@@ -14,6 +14,8 @@ import os
 
 import numba
 import numpy as np
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 # Every Numba option lives here.  fastmath stays off: reassociation or FMA
 # contraction would change the rounding order and break bitwise agreement with C.
@@ -40,11 +42,6 @@ BLOCK_AVG = 8  # lane count of the average-iterate sums (and of the segment sums
 SEG_MIN = 1 << 19
 SEGS = 64
 SEG_ROWS = 5  # per segment: carry (hi, lo), terms (hi, lo), bad
-# Scheduling of the long pass on Numba's threads (never changes the result): rounds of
-# GROUP_NUMBA segments shared by WORKERS workers, one scratch buffer each (kept small:
-# the workspace must not grow with T, nor be large for short inputs).
-GROUP_NUMBA = 8
-WORKERS = 2
 # Range in which a pair of gaps can share a denominator without overflow or underflow
 # (csrc/cdfast.c, lane_quotients): 2^-250 <= gap <= 2^250.
 PAIR_MIN = 2.0**-250
@@ -266,28 +263,21 @@ def _segment_sum(lr, stop, hi):
     return s_hi, s_lo
 
 
-@numba.njit(inline="always", **_OPTS)
-def _seg_pass_a(lr, n, k, seg):
-    seg[0, k], seg[1, k] = _segment_sum(lr, _seg_top(n, k + 1), _seg_top(n, k))
+@numba.njit(**_OPTS)
+def _seg_sum(lr, n, k):
+    """Pass A of segment k: its total (hi, lo)."""
+    return _segment_sum(lr, _seg_top(n, k + 1), _seg_top(n, k))
+
+
+@numba.njit(**_OPTS)
+def _seg_terms(lr, g, has_g, n, k, c_hi, c_lo, buf):
+    """Pass B of segment k from the carry entering it: (carry out, terms, bad)."""
+    return _stream_range(lr, g, has_g, _seg_top(n, k), _seg_top(n, k + 1), c_hi, c_lo, 0.0, 0.0, buf)
 
 
 @numba.njit(inline="always", **_OPTS)
-def _seg_carries(seg, k0, k1, c_hi, c_lo):
-    # Segment totals (rows 0, 1) -> the carries entering the segments, top down.
-    for k in range(k0, k1):
-        t_hi = seg[0, k]
-        t_lo = seg[1, k]
-        seg[0, k] = c_hi
-        seg[1, k] = c_lo
-        c_hi, c_lo = _neumaier_add(c_hi, c_lo, t_hi)
-        c_hi, c_lo = _neumaier_add(c_hi, c_lo, t_lo)
-    return c_hi, c_lo
-
-
-@numba.njit(inline="always", **_OPTS)
-def _seg_pass_b(lr, g, has_g, n, k, seg, buf):
-    c_hi, c_lo, a_hi, a_lo, bad = _stream_range(
-        lr, g, has_g, _seg_top(n, k), _seg_top(n, k + 1), seg[0, k], seg[1, k], 0.0, 0.0, buf)
+def _seg_store(seg, k, res):
+    c_hi, c_lo, a_hi, a_lo, bad = res
     seg[0, k] = c_hi
     seg[1, k] = c_lo
     seg[2, k] = a_hi
@@ -308,51 +298,173 @@ def _seg_finish(seg, bad):
 
 
 @numba.njit(**_OPTS)
-def _stream_last(lr, g, has_g, n, buf):
-    """Return (P_n, sum_{j<n-1} w_j / (P_n - P_j), bad) in one backward pass.
+def _stream_last(lr, g, has_g, n, buf, seg):
+    """Return (P_n, sum_{j<n-1} w_j / (P_n - P_j), bad) in one backward pass, on one thread.
 
-    ``buf`` is a (SCRATCH_ROWS, LCHUNK) scratch buffer supplied by the caller.  Same
-    algorithm and operation order as ``stream_last`` in csrc/cdfast.c: one range below
-    SEG_MIN steps, the two-level pass (one segment at a time) from there on.
+    ``buf`` is a (SCRATCH_ROWS, LCHUNK) and ``seg`` a (SEG_ROWS, SEGS) scratch buffer
+    supplied by the caller.  Same algorithm and operation order as ``stream_last`` in
+    csrc/cdfast.c: one range below SEG_MIN steps, the two-level pass from there on
+    (segment by segment; the carry entering segment k is eta_n plus the totals of
+    segments 0..k-1, each added as (hi, lo) with Neumaier compensation).
     """
     bad = not (lr[n - 1] >= 0.0) or (has_g and not (g[n - 1] >= 0.0))
     if n < SEG_MIN:
         c_hi, c_lo, a_hi, a_lo, b = _stream_range(lr, g, has_g, n - 1, 0, lr[n - 1], 0.0, 0.0, 0.0, buf)
         return c_hi + c_lo, a_hi + a_lo, bad or b
-    seg = np.empty((SEG_ROWS, SEGS))  # fixed size, only for long passes
     c_hi = lr[n - 1]
     c_lo = 0.0
     for k in range(SEGS):
-        _seg_pass_a(lr, n, k, seg)
-        c_hi, c_lo = _seg_carries(seg, k, k + 1, c_hi, c_lo)
-        _seg_pass_b(lr, g, has_g, n, k, seg, buf)
+        t_hi, t_lo = _seg_sum(lr, n, k)
+        _seg_store(seg, k, _seg_terms(lr, g, has_g, n, k, c_hi, c_lo, buf))
+        c_hi, c_lo = _neumaier_add(c_hi, c_lo, t_hi)
+        c_hi, c_lo = _neumaier_add(c_hi, c_lo, t_lo)
     return _seg_finish(seg, bad)
 
 
-@numba.njit(parallel=True, **_OPTS)
-def _stream_last_parallel(lr, g, has_g, n, bufs, seg):
-    """``_stream_last`` with the segments of a long pass spread over Numba's threads.
+# ---------------------------------------------------------------------------
+# The two-level pass on several threads, without waiting for any of them (the
+# design is explained at ``struct dynamic_pass`` in csrc/cdfast.c).  2 SEGS tasks,
+# pass A running LOOKAHEAD segments ahead of pass B, dealt out by an atomic ticket;
+# a missing pass A total is computed on the spot, and a thread that finds no ticket
+# left computes every unpublished pass B itself.  Results are published by a
+# compare-and-swap of their state 0 -> 1, then the values, then state 2 (release).
 
-    ``bufs``: one scratch buffer per worker, (WORKERS, SCRATCH_ROWS, LCHUNK); ``seg``:
-    (SEG_ROWS, SEGS).  Rounds of GROUP_NUMBA segments: pass A of the round, the
-    carries, pass B of the round (its data still in cache), worker w taking every
-    WORKERS-th segment.  Every segment's arithmetic is fixed, so the result equals
-    ``_stream_last``'s bit for bit, whatever the thread count.
-    """
-    bad = not (lr[n - 1] >= 0.0) or (has_g and not (g[n - 1] >= 0.0))
-    if n < SEG_MIN:
-        c_hi, c_lo, a_hi, a_lo, b = _stream_range(lr, g, has_g, n - 1, 0, lr[n - 1], 0.0, 0.0, 0.0, bufs[0])
-        return c_hi + c_lo, a_hi + a_lo, bad or b
+LOOKAHEAD = 8
+TASKS = 2 * SEGS
+_BODY = LOOKAHEAD + 2 * (SEGS - LOOKAHEAD)
+# dyn: int64 array of DYN_INTS entries: [ticket, a_state[SEGS], b_state[SEGS]]
+DYN_INTS = 1 + 2 * SEGS
+_A_STATE = 1
+_B_STATE = 1 + SEGS
+
+
+def _element_pointer(context, builder, aryty, ary, idx):
+    arr = context.make_array(aryty)(context, builder, ary)
+    return cgutils.get_item_pointer(context, builder, aryty, arr, [idx], wraparound=False)
+
+
+@intrinsic
+def _fetch_add(typingctx, ary, idx, val):
+    """Atomically add ``val`` to ``ary[idx]`` (int64); return the old value."""
+    if not (isinstance(ary, types.Array) and ary.dtype == types.int64):
+        return None
+    sig = types.int64(ary, types.intp, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        return builder.atomic_rmw("add", ptr, args[2], "monotonic")
+
+    return sig, codegen
+
+
+@intrinsic
+def _load_acquire(typingctx, ary, idx):
+    """``ary[idx]`` (int64) with acquire ordering."""
+    if not (isinstance(ary, types.Array) and ary.dtype == types.int64):
+        return None
+    sig = types.int64(ary, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return sig, codegen
+
+
+@intrinsic
+def _store_release(typingctx, ary, idx, val):
+    """``ary[idx] = val`` (int64) with release ordering."""
+    if not (isinstance(ary, types.Array) and ary.dtype == types.int64):
+        return None
+    sig = types.void(ary, types.intp, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        builder.store_atomic(args[2], ptr, "release", 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _claim(typingctx, ary, idx):
+    """Compare-and-swap ``ary[idx]`` from 0 to 1 (int64); True if this call did it."""
+    if not (isinstance(ary, types.Array) and ary.dtype == types.int64):
+        return None
+    sig = types.boolean(ary, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        zero = context.get_constant(types.int64, 0)
+        one = context.get_constant(types.int64, 1)
+        res = builder.cmpxchg(ptr, zero, one, "acq_rel", "acquire")
+        return builder.extract_value(res, 1)
+
+    return sig, codegen
+
+
+@numba.njit(**_OPTS)
+def _dyn_total(lr, n, k, dyn, tot):
+    if _load_acquire(dyn, _A_STATE + k) == 2:
+        return tot[0, k], tot[1, k]
+    t_hi, t_lo = _seg_sum(lr, n, k)
+    if _claim(dyn, _A_STATE + k):
+        tot[0, k] = t_hi
+        tot[1, k] = t_lo
+        _store_release(dyn, _A_STATE + k, 2)
+    return t_hi, t_lo
+
+
+@numba.njit(**_OPTS)
+def _dyn_terms(lr, g, has_g, n, k, dyn, tot, seg, buf):
     c_hi = lr[n - 1]
     c_lo = 0.0
-    for k0 in range(0, SEGS, GROUP_NUMBA):
-        for w in numba.prange(WORKERS):
-            for k in range(k0 + w, k0 + GROUP_NUMBA, WORKERS):
-                _seg_pass_a(lr, n, k, seg)
-        c_hi, c_lo = _seg_carries(seg, k0, k0 + GROUP_NUMBA, c_hi, c_lo)
-        for w in numba.prange(WORKERS):
-            for k in range(k0 + w, k0 + GROUP_NUMBA, WORKERS):
-                _seg_pass_b(lr, g, has_g, n, k, seg, bufs[w])
+    for j in range(k):
+        t_hi, t_lo = _dyn_total(lr, n, j, dyn, tot)
+        c_hi, c_lo = _neumaier_add(c_hi, c_lo, t_hi)
+        c_hi, c_lo = _neumaier_add(c_hi, c_lo, t_lo)
+    res = _seg_terms(lr, g, has_g, n, k, c_hi, c_lo, buf)
+    if _claim(dyn, _B_STATE + k):
+        _seg_store(seg, k, res)
+        _store_release(dyn, _B_STATE + k, 2)
+
+
+@numba.njit(**_OPTS)
+def _dyn_worker(lr, g, has_g, n, dyn, tot, seg, buf):
+    while True:
+        t = _fetch_add(dyn, 0, 1)
+        if t >= TASKS:
+            break
+        if t < LOOKAHEAD:  # A_0 .. A_{L-1}
+            _dyn_total(lr, n, t, dyn, tot)
+        elif t < _BODY:  # B_k and A_{k+L} alternately
+            u = t - LOOKAHEAD
+            if u % 2 == 0:
+                _dyn_terms(lr, g, has_g, n, u // 2, dyn, tot, seg, buf)
+            else:
+                _dyn_total(lr, n, u // 2 + LOOKAHEAD, dyn, tot)
+        else:  # the last L pass B
+            _dyn_terms(lr, g, has_g, n, SEGS - LOOKAHEAD + (t - _BODY), dyn, tot, seg, buf)
+    # Finish whatever is unpublished instead of waiting for it.
+    for k in range(SEGS):
+        if _load_acquire(dyn, _B_STATE + k) == 0:
+            _dyn_terms(lr, g, has_g, n, k, dyn, tot, seg, buf)
+
+
+@numba.njit(parallel=True, **_OPTS)
+def _stream_last_parallel(lr, g, has_g, n, workers, bufs, seg, tot, dyn):
+    """``_stream_last`` for n >= SEG_MIN on ``workers`` (>= 2) of Numba's threads.
+
+    ``bufs``: (workers, SCRATCH_ROWS, LCHUNK) scratch; ``seg``: (SEG_ROWS, SEGS);
+    ``tot``: (2, SEGS); ``dyn``: int64 (DYN_INTS,), zeroed here.  No thread waits for
+    another; every task's arithmetic is fixed, so the result equals ``_stream_last``'s
+    bit for bit, whatever the thread count.  The caller sets Numba's thread count to
+    ``workers`` (the team must not hold idle threads: each would join the final barrier).
+    """
+    bad = not (lr[n - 1] >= 0.0) or (has_g and not (g[n - 1] >= 0.0))
+    dyn[:] = 0
+    for w in numba.prange(workers):
+        _dyn_worker(lr, g, has_g, n, dyn, tot, seg, bufs[w])
     return _seg_finish(seg, bad)
 
 
@@ -372,26 +484,38 @@ def _finish_last(lr, g, has_g, n, total, terms, bad, out, k):
 
 
 @numba.njit(**_OPTS)
-def _last_iterate_into(lr, g, has_g, n, gap, out, k):
-    total, terms, bad = _stream_last(lr, g, has_g, n, gap)
+def _last_iterate_into(lr, g, has_g, n, buf, seg, out, k):
+    total, terms, bad = _stream_last(lr, g, has_g, n, buf, seg)
     return _finish_last(lr, g, has_g, n, total, terms, bad, out, k)
 
 
 @numba.njit(**_OPTS)
-def _last_iterate(lr, g, has_g, out):
+def _last_iterate_one(lr, g, has_g, n, workers, out, k):
+    # One row: the multi-threaded pass from SEG_MIN steps on (if workers >= 2).  The
+    # workspace has a fixed size, whatever n.
+    bufs = np.empty((max(workers, 1), SCRATCH_ROWS, LCHUNK))
+    seg = np.empty((SEG_ROWS, SEGS))
+    tot = np.empty((2, SEGS))
+    dyn = np.empty(DYN_INTS, dtype=np.int64)
+    if workers >= 2 and n >= SEG_MIN:
+        total, terms, bad = _stream_last_parallel(lr, g, has_g, n, workers, bufs, seg, tot, dyn)
+    else:
+        total, terms, bad = _stream_last(lr, g, has_g, n, bufs[0], seg)
+    return _finish_last(lr, g, has_g, n, total, terms, bad, out, k)
+
+
+@numba.njit(**_OPTS)
+def _last_iterate(lr, g, has_g, workers, out):
     """out[0] = a, out[1] = b of eq. (2.4) at tau = len(lr); returns a status.
 
-    Long inputs (n >= SEG_MIN) use Numba's threads; the result does not depend on
-    their number.  The workspace has a fixed size, whatever n.
+    Long inputs (n >= SEG_MIN) use ``workers`` of Numba's threads (the caller sets
+    Numba's thread count to it); the result does not depend on their number.
     """
     n = lr.shape[0]
     if n == 0:
         return BAD_ARGUMENT
-    bufs = np.empty((WORKERS, SCRATCH_ROWS, LCHUNK))
-    seg = np.empty((SEG_ROWS, SEGS))
     res = np.empty((2, 1))
-    total, terms, bad = _stream_last_parallel(lr, g, has_g, n, bufs, seg)
-    status = _finish_last(lr, g, has_g, n, total, terms, bad, res, 0)
+    status = _last_iterate_one(lr, g, has_g, n, workers, res, 0)
     out[0] = res[0, 0]
     out[1] = res[1, 0]
     return status
@@ -440,9 +564,101 @@ def _average_iterate(lr, g, has_g, out):
     return OK
 
 
+# ---------------------------------------------------------------------------
+# Stacked inputs: rows of a (rows, n) block (through index maps, so that broadcast
+# rows are not copied), one row per task, dealt out by an atomic ticket to the
+# workers (a free worker takes the next row), each row on one thread.
+
+ROWS_PARALLEL_MIN = 1 << 15  # elements; smaller batches run on the calling thread
+
+
+@numba.njit(**_OPTS)
+def _row_last(lr2, lr_rows, g2, g_rows, has_g, r, buf, seg, res):
+    x = lr2[lr_rows[r]]
+    gx = g2[g_rows[r]] if has_g else g2[0]
+    return _last_iterate_into(x, gx, has_g, x.shape[0], buf, seg, res, r)
+
+
+@numba.njit(**_OPTS)
+def _row_average(lr2, lr_rows, g2, g_rows, has_g, r, res):
+    x = lr2[lr_rows[r]]
+    gx = g2[g_rows[r]] if has_g else g2[0]
+    out = np.empty(2)
+    status = _average_iterate(x, gx, has_g, out)
+    res[0, r] = out[0]
+    res[1, r] = out[1]
+    return status
+
+
 @numba.njit(parallel=True, **_OPTS)
-def _curve_exact(lr, g, has_g, at, a_out, b_out):
-    """Coefficients of eq. (2.4) at each tau in ``at`` (1-based, increasing)."""
+def _rows_parallel(kind, lr2, lr_rows, g2, g_rows, has_g, workers, res, status, ticket):
+    rows = lr_rows.shape[0]
+    for w in numba.prange(workers):
+        buf = np.empty((SCRATCH_ROWS, LCHUNK))
+        seg = np.empty((SEG_ROWS, SEGS))
+        while True:
+            r = _fetch_add(ticket, 0, 1)
+            if r >= rows:
+                break
+            if kind == 0:
+                status[r] = _row_last(lr2, lr_rows, g2, g_rows, has_g, r, buf, seg, res)
+            else:
+                status[r] = _row_average(lr2, lr_rows, g2, g_rows, has_g, r, res)
+
+
+@numba.njit(**_OPTS)
+def _iterate_rows(kind, lr2, lr_rows, g2, g_rows, has_g, workers, res, status):
+    """Eq. (2.4) (kind 0) or (2.3) (kind 1) for every row: res[0, r] = a, res[1, r] = b.
+
+    Row r is lr2[lr_rows[r]] (and g2[g_rows[r]]); status[r] is its status; returns
+    the largest.  ``workers``: Numba threads to use (1: the calling thread only; the
+    caller sets Numba's thread count to it).  Each row equals the one-row call bit for
+    bit.
+    """
+    rows = lr_rows.shape[0]
+    n = lr2.shape[1]
+    if n == 0:
+        return BAD_ARGUMENT
+    if rows == 0:
+        return OK
+    if rows == 1 and kind == 0:
+        status[0] = _last_iterate_one(lr2[lr_rows[0]], g2[g_rows[0]] if has_g else g2[0], has_g, n, workers, res, 0)
+    elif workers >= 2 and rows >= 2 and rows * n >= ROWS_PARALLEL_MIN:
+        ticket = np.zeros(1, dtype=np.int64)
+        _rows_parallel(kind, lr2, lr_rows, g2, g_rows, has_g, min(workers, rows), res, status, ticket)
+    else:
+        buf = np.empty((SCRATCH_ROWS, LCHUNK))
+        seg = np.empty((SEG_ROWS, SEGS))
+        for r in range(rows):
+            if kind == 0:
+                status[r] = _row_last(lr2, lr_rows, g2, g_rows, has_g, r, buf, seg, res)
+            else:
+                status[r] = _row_average(lr2, lr_rows, g2, g_rows, has_g, r, res)
+    return status.max()
+
+
+@numba.njit(parallel=True, **_OPTS)
+def _curve_exact_parallel(lr, g, has_g, at, workers, res, status, ticket):
+    # The taus are dealt out largest first by an atomic ticket (a free worker takes
+    # the next one); each tau is one backward pass on one thread.
+    m = at.shape[0]
+    for w in numba.prange(workers):
+        gap = np.empty((SCRATCH_ROWS, LCHUNK))
+        seg = np.empty((SEG_ROWS, SEGS))
+        while True:
+            k = m - 1 - _fetch_add(ticket, 0, 1)
+            if k < 0:
+                break
+            status[k] = _last_iterate_into(lr, g, has_g, at[k], gap, seg, res, k)
+
+
+@numba.njit(**_OPTS)
+def _curve_exact(lr, g, has_g, at, workers, a_out, b_out):
+    """Coefficients of eq. (2.4) at each tau in ``at`` (1-based, increasing).
+
+    ``workers``: Numba threads to use (1: the calling thread only; the caller sets
+    Numba's thread count to it); the result does not depend on it.
+    """
     n = lr.shape[0]
     m = at.shape[0]
     for i in range(m):
@@ -450,10 +666,14 @@ def _curve_exact(lr, g, has_g, at, a_out, b_out):
             return BAD_ARGUMENT
     status = np.zeros(m, dtype=np.int64)
     res = np.empty((2, m))
-    # One backward pass per tau; taus are independent, so spread them over threads.
-    for k in numba.prange(m):
+    if workers >= 2 and m >= 2:
+        ticket = np.zeros(1, dtype=np.int64)
+        _curve_exact_parallel(lr, g, has_g, at, min(workers, m), res, status, ticket)
+    else:
         gap = np.empty((SCRATCH_ROWS, LCHUNK))
-        status[k] = _last_iterate_into(lr, g, has_g, at[k], gap, res, k)
+        seg = np.empty((SEG_ROWS, SEGS))
+        for k in range(m - 1, -1, -1):
+            status[k] = _last_iterate_into(lr, g, has_g, at[k], gap, seg, res, k)
     a_out[:] = res[0]
     b_out[:] = res[1]
-    return status.max()
+    return status.max() if m > 0 else OK

@@ -248,6 +248,171 @@ static size_t seg_top(size_t n, size_t k)
     return k >= SEGS ? 0 : n - 1 - (k * l + (k < r ? k : r)) * LCHUNK;
 }
 
+/* The OpenMP threads available to one call (1 without OpenMP). */
+static int max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* Segment k of the two-level pass, pass A: its total (compensated). */
+static void seg_sum(const double *lr, size_t n, size_t k, double *hi, double *lo)
+{
+    segment_sum(lr, seg_top(n, k + 1), seg_top(n, k), hi, lo);
+}
+
+/* Segment k, pass B, from the carry (c_hi + c_lo) entering it: the carry out and
+ * the segment's terms; returns nonzero for a NaN or negative entry. */
+static int seg_terms(const double *lr, const double *g, size_t n, size_t k, double c_hi, double c_lo,
+                     double *c_hi_out, double *c_lo_out, double *a_hi_out, double *a_lo_out)
+{
+    double a_hi = 0.0, a_lo = 0.0;
+    int bad = stream_range(lr, g, seg_top(n, k), seg_top(n, k + 1), &c_hi, &c_lo, &a_hi, &a_lo);
+    *c_hi_out = c_hi;
+    *c_lo_out = c_lo;
+    *a_hi_out = a_hi;
+    *a_lo_out = a_lo;
+    return bad;
+}
+
+/* The results of the two-level pass, one entry per segment. */
+struct segments {
+    double c_hi[SEGS], c_lo[SEGS];   /* carry out of the segment (pass B) */
+    double a_hi[SEGS], a_lo[SEGS];   /* its terms */
+    int bad[SEGS];
+};
+
+/* P_n is the carry out of the bottom segment; the terms are added top down. */
+static int seg_finish(const struct segments *S, int bad, double *total, double *terms)
+{
+    double a_hi = 0.0, a_lo = 0.0;
+    for (size_t k = 0; k < SEGS; k++) {
+        neumaier_add(&a_hi, &a_lo, S->a_hi[k]);
+        neumaier_add(&a_hi, &a_lo, S->a_lo[k]);
+        bad |= S->bad[k];
+    }
+    *total = S->c_hi[SEGS - 1] + S->c_lo[SEGS - 1];
+    *terms = a_hi + a_lo;
+    return bad;
+}
+
+/* The two-level pass on one thread: segment by segment, top down.  The carry
+ * entering segment k is eta_n plus the totals of segments 0..k-1, each added as
+ * (hi, lo) with Neumaier compensation, top down. */
+static void segments_serial(const double *lr, const double *g, size_t n, struct segments *S)
+{
+    double c_hi = lr[n - 1], c_lo = 0.0;
+    for (size_t k = 0; k < SEGS; k++) {
+        double t_hi, t_lo, in_hi = c_hi, in_lo = c_lo;
+        seg_sum(lr, n, k, &t_hi, &t_lo);
+        neumaier_add(&c_hi, &c_lo, t_hi);
+        neumaier_add(&c_hi, &c_lo, t_lo);
+        S->bad[k] = seg_terms(lr, g, n, k, in_hi, in_lo, &S->c_hi[k], &S->c_lo[k], &S->a_hi[k], &S->a_lo[k]);
+    }
+}
+
+/*
+ * The two-level pass on several threads, without waiting for any of them.
+ *
+ * A fixed list of 2 SEGS tasks (pass A and pass B of every segment) is dealt out
+ * dynamically: a thread takes the next task from an atomic ticket.  Pass A runs
+ * LOOKAHEAD segments ahead of pass B (A_0 .. A_7, then B_0, A_8, B_1, A_9, ...), so a
+ * segment is read twice while it is still in cache.  Pass B of segment k needs the
+ * totals of segments 0..k-1: a published total is read, a missing one (its thread was
+ * descheduled, or is still busy) is computed on the spot.  When the tickets run out,
+ * each thread computes whatever pass B is still unpublished.  So no thread ever waits
+ * for another: a thread that the OS deschedules holds up nobody, however long it is
+ * away; the only wait is the end of the parallel region.  Every task is a pure function
+ * of (lr, g, n, k), computed in one fixed operation order, so whichever copy is
+ * published, the result is the serial one, bit for bit, whatever the thread count.
+ * Publishing: compare-and-swap the state 0 -> 1, write, store 2 (release); readers
+ * take a result only in state 2 (acquire).
+ */
+#if defined(_OPENMP) && defined(__GNUC__)
+#define CDFAST_DYNAMIC 1
+#define LOOKAHEAD 8
+
+struct dynamic_pass {
+    struct segments out;
+    double t_hi[SEGS], t_lo[SEGS];   /* pass A totals */
+    int a_state[SEGS], b_state[SEGS];
+    long long ticket;
+};
+
+static int claim(int *state)
+{
+    int expect = 0;
+    return __atomic_compare_exchange_n(state, &expect, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+static void dyn_total(struct dynamic_pass *D, const double *lr, size_t n, size_t k, double *hi, double *lo)
+{
+    if (__atomic_load_n(&D->a_state[k], __ATOMIC_ACQUIRE) == 2) {
+        *hi = D->t_hi[k];
+        *lo = D->t_lo[k];
+        return;
+    }
+    seg_sum(lr, n, k, hi, lo);
+    if (claim(&D->a_state[k])) {
+        D->t_hi[k] = *hi;
+        D->t_lo[k] = *lo;
+        __atomic_store_n(&D->a_state[k], 2, __ATOMIC_RELEASE);
+    }
+}
+
+static void dyn_terms(struct dynamic_pass *D, const double *lr, const double *g, size_t n, size_t k)
+{
+    double c_hi = lr[n - 1], c_lo = 0.0, ch, cl, ah, al;
+    int bad;
+    for (size_t j = 0; j < k; j++) {
+        double t_hi, t_lo;
+        dyn_total(D, lr, n, j, &t_hi, &t_lo);
+        neumaier_add(&c_hi, &c_lo, t_hi);
+        neumaier_add(&c_hi, &c_lo, t_lo);
+    }
+    bad = seg_terms(lr, g, n, k, c_hi, c_lo, &ch, &cl, &ah, &al);
+    if (claim(&D->b_state[k])) {
+        D->out.c_hi[k] = ch;
+        D->out.c_lo[k] = cl;
+        D->out.a_hi[k] = ah;
+        D->out.a_lo[k] = al;
+        D->out.bad[k] = bad;
+        __atomic_store_n(&D->b_state[k], 2, __ATOMIC_RELEASE);
+    }
+}
+
+static void dyn_worker(struct dynamic_pass *D, const double *lr, const double *g, size_t n)
+{
+    const long long tasks = 2 * SEGS, body = LOOKAHEAD + 2 * (SEGS - LOOKAHEAD);
+    for (;;) {
+        long long t = __atomic_fetch_add(&D->ticket, 1, __ATOMIC_RELAXED);
+        if (t >= tasks)
+            break;
+        if (t < LOOKAHEAD) {                       /* A_0 .. A_{L-1} */
+            double hi, lo;
+            dyn_total(D, lr, n, (size_t)t, &hi, &lo);
+        } else if (t < body) {                     /* B_k, A_{k+L} alternately */
+            long long u = t - LOOKAHEAD;
+            if (u % 2 == 0) {
+                dyn_terms(D, lr, g, n, (size_t)(u / 2));
+            } else {
+                double hi, lo;
+                dyn_total(D, lr, n, (size_t)(u / 2 + LOOKAHEAD), &hi, &lo);
+            }
+        } else {                                   /* the last L pass B */
+            dyn_terms(D, lr, g, n, (size_t)(SEGS - LOOKAHEAD + (t - body)));
+        }
+    }
+    /* Finish whatever is unpublished instead of waiting for it. */
+    for (size_t k = 0; k < SEGS; k++)
+        if (__atomic_load_n(&D->b_state[k], __ATOMIC_ACQUIRE) == 0)
+            dyn_terms(D, lr, g, n, k);
+}
+#endif
+
 /*
  * One backward pass over lr[0..n-1] (n >= 1):
  *   *total = P_n (compensated), *terms = sum_{j<n-1} w_j / (P_n - P_j).
@@ -255,15 +420,15 @@ static size_t seg_top(size_t n, size_t k)
  *
  * n < SEG_MIN: one stream_range over [0, n-1), carry starting at eta_n.
  * n >= SEG_MIN: the two-level pass.  [0, n-1) is cut into SEGS segments fixed
- * by n alone (seg_top).  Pass A sums each segment (segment_sum); the
- * carry entering segment k is eta_n plus the totals of segments 0..k-1, added
- * top down with Neumaier compensation; pass B runs stream_range on every segment
- * from its carry; the segments' terms are added top down with Neumaier
- * compensation.  Every segment's arithmetic is fixed, so with `parallel` (the
- * segments of both passes spread over OpenMP threads) the result does not depend
- * on the thread count and equals the serial one bit for bit.
+ * by n alone (seg_top).  Pass A sums each segment (segment_sum); the carry
+ * entering segment k is eta_n plus the totals of segments 0..k-1, added top down
+ * with Neumaier compensation; pass B runs stream_range on every segment from its
+ * carry; the segments' terms are added top down with Neumaier compensation.
+ * Every segment's arithmetic is fixed, so with `threads` > 1 (the tasks dealt out
+ * to that many OpenMP threads dynamically, see struct dynamic_pass) the result does
+ * not depend on the thread count and equals the serial one bit for bit.
  */
-static int stream_last(const double *lr, const double *g, size_t n, int parallel,
+static int stream_last(const double *lr, const double *g, size_t n, int threads,
                        double *total, double *terms)
 {
     double c_hi = lr[n - 1], c_lo = 0.0, a_hi = 0.0, a_lo = 0.0;
@@ -271,60 +436,33 @@ static int stream_last(const double *lr, const double *g, size_t n, int parallel
 
     if (n < SEG_MIN) {
         bad |= stream_range(lr, g, n - 1, 0, &c_hi, &c_lo, &a_hi, &a_lo);
-    } else {
-        double ch[SEGS], cl[SEGS], ah[SEGS], al[SEGS];
-        int sbad[SEGS];
-        size_t group = 1;   /* segments per round: scheduling only, never the result */
-#ifdef _OPENMP
-        if (parallel && omp_get_max_threads() > 1)
-            group = (size_t)omp_get_max_threads() < SEGS ? (size_t)omp_get_max_threads() : SEGS;
-#else
-        (void)parallel;
-#endif
-        for (size_t g0 = 0; g0 < SEGS; g0 += group) {
-            ptrdiff_t end = (ptrdiff_t)(g0 + group < SEGS ? g0 + group : SEGS);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (group > 1)
-#endif
-            for (ptrdiff_t k = (ptrdiff_t)g0; k < end; k++) {
-                segment_sum(lr, seg_top(n, (size_t)k + 1), seg_top(n, (size_t)k), &ch[k], &cl[k]);
-            }
-            for (size_t k = g0; k < (size_t)end; k++) {   /* totals -> carries, top down */
-                double t_hi = ch[k], t_lo = cl[k];
-                ch[k] = c_hi;
-                cl[k] = c_lo;
-                neumaier_add(&c_hi, &c_lo, t_hi);
-                neumaier_add(&c_hi, &c_lo, t_lo);
-            }
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (group > 1)
-#endif
-            for (ptrdiff_t k = (ptrdiff_t)g0; k < end; k++) {
-                ah[k] = 0.0;
-                al[k] = 0.0;
-                sbad[k] = stream_range(lr, g, seg_top(n, (size_t)k), seg_top(n, (size_t)k + 1),
-                                       &ch[k], &cl[k], &ah[k], &al[k]);
-            }
-        }
-        c_hi = ch[SEGS - 1];                  /* the carry out of the bottom: P_n */
-        c_lo = cl[SEGS - 1];
-        for (size_t k = 0; k < SEGS; k++) {
-            neumaier_add(&a_hi, &a_lo, ah[k]);
-            neumaier_add(&a_hi, &a_lo, al[k]);
-            bad |= sbad[k];
-        }
+        *total = c_hi + c_lo;
+        *terms = a_hi + a_lo;
+        return bad;
     }
-    *total = c_hi + c_lo;
-    *terms = a_hi + a_lo;
-    return bad;
+#ifdef CDFAST_DYNAMIC
+    if (threads > 1) {
+        struct dynamic_pass D = {0};
+#pragma omp parallel num_threads(threads)
+        dyn_worker(&D, lr, g, n);
+        return seg_finish(&D.out, bad, total, terms);
+    }
+#else
+    (void)threads;
+#endif
+    {
+        struct segments S;
+        segments_serial(lr, g, n, &S);
+        return seg_finish(&S, bad, total, terms);
+    }
 }
 
 /* Coefficients (a, b) of eq. (2.4) at tau = n; +inf b when eta_n == 0.  With
- * `parallel`, long passes use OpenMP threads (same result). */
-static int last_iterate(const double *lr, const double *g, size_t n, int parallel, double *a, double *b)
+ * `threads` > 1, long passes use that many OpenMP threads (same result). */
+static int last_iterate(const double *lr, const double *g, size_t n, int threads, double *a, double *b)
 {
     double total, terms;
-    int bad = stream_last(lr, g, n, parallel, &total, &terms);
+    int bad = stream_last(lr, g, n, threads, &total, &terms);
     if (bad)
         return CDFAST_BAD_INPUT;
     *a = 0.5 / total;
@@ -338,7 +476,7 @@ int cdfast_last_iterate(const double *lr, const double *grad_sq, size_t n, doubl
 {
     if (n == 0)
         return CDFAST_BAD_ARGUMENT;
-    return last_iterate(lr, grad_sq, n, 1, &out[0], &out[1]);
+    return last_iterate(lr, grad_sq, n, max_threads(), &out[0], &out[1]);
 }
 
 int cdfast_average_iterate(const double *lr, const double *grad_sq, size_t n, double *out)
@@ -377,17 +515,84 @@ int cdfast_average_iterate(const double *lr, const double *grad_sq, size_t n, do
     return CDFAST_OK;
 }
 
+/* Rows of a stacked call: one row per task, dealt out dynamically (a thread
+ * takes the next row when it is free), each row on one thread; a single row
+ * uses the multi-threaded pass.  Small batches run on the calling thread. */
+#define ROWS_PARALLEL_MIN ((size_t)1 << 15)   /* elements */
+
+typedef int (*row_kernel)(const double *lr, const double *g, size_t n, int threads, double *a, double *b);
+
+static int last_row(const double *lr, const double *g, size_t n, int threads, double *a, double *b)
+{
+    return last_iterate(lr, g, n, threads, a, b);
+}
+
+static int average_row(const double *lr, const double *g, size_t n, int threads, double *a, double *b)
+{
+    double out[2];
+    int status;
+    (void)threads;
+    status = cdfast_average_iterate(lr, g, n, out);
+    *a = out[0];
+    *b = out[1];
+    return status;
+}
+
+static int rows_apply(row_kernel kernel, const double *lr, const int64_t *lr_rows, const double *grad_sq,
+                      const int64_t *g_rows, size_t rows, size_t n, int threads, double *a_out,
+                      double *b_out, int *status_out)
+{
+    int status = CDFAST_OK;
+    if (n == 0)
+        return CDFAST_BAD_ARGUMENT;
+    if (threads <= 0 || threads > max_threads())
+        threads = max_threads();
+    if (rows == 1) {
+        status_out[0] = kernel(lr + (size_t)lr_rows[0] * n, grad_sq ? grad_sq + (size_t)g_rows[0] * n : 0, n,
+                               threads, &a_out[0], &b_out[0]);
+        return status_out[0];
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(max : status) \
+    if (threads > 1 && rows * n >= ROWS_PARALLEL_MIN)
+#endif
+    for (ptrdiff_t r = 0; r < (ptrdiff_t)rows; r++) {
+        int s = kernel(lr + (size_t)lr_rows[r] * n, grad_sq ? grad_sq + (size_t)g_rows[r] * n : 0, n, 0,
+                       &a_out[r], &b_out[r]);
+        status_out[r] = s;
+        if (s > status)
+            status = s;
+    }
+    return status;
+}
+
+int cdfast_last_iterate_rows(const double *lr, const int64_t *lr_rows, const double *grad_sq,
+                             const int64_t *g_rows, size_t rows, size_t n, int threads, double *a_out,
+                             double *b_out, int *status_out)
+{
+    return rows_apply(last_row, lr, lr_rows, grad_sq, g_rows, rows, n, threads, a_out, b_out, status_out);
+}
+
+int cdfast_average_iterate_rows(const double *lr, const int64_t *lr_rows, const double *grad_sq,
+                                const int64_t *g_rows, size_t rows, size_t n, int threads, double *a_out,
+                                double *b_out, int *status_out)
+{
+    return rows_apply(average_row, lr, lr_rows, grad_sq, g_rows, rows, n, threads, a_out, b_out, status_out);
+}
+
 int cdfast_curve_exact(const double *lr, const double *grad_sq, size_t n,
-                       const int64_t *at, size_t m, double *a_out, double *b_out)
+                       const int64_t *at, size_t m, int threads, double *a_out, double *b_out)
 {
     int status = CDFAST_OK;
     for (size_t i = 0; i < m; i++)
         if (at[i] < 1 || (size_t)at[i] > n || (i > 0 && at[i] <= at[i - 1]))
             return CDFAST_BAD_ARGUMENT;
+    if (threads <= 0 || threads > max_threads())
+        threads = max_threads();
     /* Each tau is independent: one backward pass of length at[i].  Largest
      * first under dynamic scheduling keeps the threads balanced. */
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) reduction(max : status)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(max : status) if (threads > 1)
 #endif
     for (ptrdiff_t k = (ptrdiff_t)m - 1; k >= 0; k--) {
         int s = last_iterate(lr, grad_sq, (size_t)at[k], 0, &a_out[k], &b_out[k]);

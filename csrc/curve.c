@@ -18,6 +18,9 @@
  */
 #include <math.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "cdfast.h"
 #include "summation.h"
 
@@ -193,7 +196,7 @@ CURVE_CLONES static void fast_group(const double *lr, const double *g, const int
 
 int cdfast_curve_fast(const double *lr, const double *grad_sq, size_t n,
                       const int64_t *at, size_t m, const double *u, const double *c,
-                      size_t nodes, double *a_out, double *b_out, double *scratch)
+                      size_t nodes, int threads, double *a_out, double *b_out, double *scratch)
 {
     if (n == 0 || m == 0 || nodes == 0 || nodes > (size_t)GROUPS * CDFAST_CURVE_MAX_NODES)
         return CDFAST_BAD_ARGUMENT;
@@ -202,7 +205,11 @@ int cdfast_curve_fast(const double *lr, const double *grad_sq, size_t n,
             return CDFAST_BAD_ARGUMENT;
     size_t half = (nodes + 1) / 2;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static, 1)
+    if (threads <= 0 || threads > omp_get_max_threads())
+        threads = omp_get_max_threads();
+#pragma omp parallel for num_threads(threads < GROUPS ? threads : GROUPS) schedule(static, 1) if (threads > 1)
+#else
+    (void)threads;
 #endif
     for (int grp = 0; grp < GROUPS; grp++) {
         if (grp == 0)

@@ -39,9 +39,9 @@ static void all_kernels(const double *lr, const double *g, size_t n, int want_la
     double *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *scratch = malloc(n * sizeof *scratch);
     for (size_t i = 0; i < n; i++)
         at[i] = (int64_t)i + 1;
-    cdfast_curve_exact(lr, g, n, at, n, a, b);  /* status depends on the case; memory is what is checked */
+    cdfast_curve_exact(lr, g, n, at, n, 0, a, b);  /* status depends on the case; memory is what is checked */
     double u[4] = {1e-3, 1e-1, 1e-2, 1.0}, c[4] = {1e-3, 1e-1, 1e-2, 1.0};
-    cdfast_curve_fast(lr, g, n, at, n, u, c, 4, a, b, scratch);
+    cdfast_curve_fast(lr, g, n, at, n, u, c, 4, 0, a, b, scratch);
     free(at), free(a), free(b), free(scratch);
 }
 
@@ -93,7 +93,7 @@ int main(void)
         int64_t at[3] = {1, (int64_t)n / 2, (int64_t)n};
         expect(cdfast_last_iterate(lr, NULL, n, out), CDFAST_OK, "long last_iterate", n);
         expect(cdfast_last_iterate(lr, g, n, out), CDFAST_OK, "long last_iterate, grad_sq", n);
-        expect(cdfast_curve_exact(lr, g, n, at, 3, a, b), CDFAST_OK, "long curve_exact", n);
+        expect(cdfast_curve_exact(lr, g, n, at, 3, 0, a, b), CDFAST_OK, "long curve_exact", n);
         size_t where[] = {0, n / 3, n - 2, n - 1};
         for (int w = 0; w < 4; w++) {
             double keep = lr[where[w]];
@@ -116,13 +116,48 @@ int main(void)
         }
         free(lr), free(g);
     }
+    /* Stacked rows: exactly sized (rows, n) blocks through index maps (a broadcast
+     * grad_sq row), a NaN in one row, one long row (multi-threaded pass), n == 0. */
+    {
+        size_t shapes[][2] = {{1, 7}, {3, 513}, {5, 2048}, {2, (1 << 19) + 5}, {1, (1 << 19) + 5}, {0, 9}};
+        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+            size_t rows = shapes[k][0], n = shapes[k][1], alloc = rows ? rows : 1;
+            double *lr = filled(alloc * n, 1e-3), *g = filled(n, 2.0);
+            double *a = malloc(alloc * sizeof *a), *b = malloc(alloc * sizeof *b);
+            int64_t *map = malloc(alloc * sizeof *map), *gmap = calloc(alloc, sizeof *gmap);
+            int *st = malloc(alloc * sizeof *st);
+            for (size_t r = 0; r < alloc; r++)
+                map[r] = (int64_t)(alloc - 1 - r);
+            for (int threads = 0; threads <= 2; threads++) {
+                expect(cdfast_last_iterate_rows(lr, map, g, gmap, rows, n, threads, a, b, st), CDFAST_OK,
+                       "last_iterate_rows", n);
+                expect(cdfast_average_iterate_rows(lr, map, NULL, gmap, rows, n, threads, a, b, st), CDFAST_OK,
+                       "average_iterate_rows", n);
+            }
+            if (rows) {
+                lr[(rows - 1) * n + n / 2] = NAN;
+                expect(cdfast_last_iterate_rows(lr, map, NULL, gmap, rows, n, 2, a, b, st), CDFAST_BAD_INPUT,
+                       "rows NaN", n);
+                if (st[0] != CDFAST_BAD_INPUT) {  /* map[0] is the last row */
+                    fprintf(stderr, "FAIL rows NaN (n=%zu): status of the bad row is %d\n", n, st[0]);
+                    failures++;
+                }
+            }
+            free(lr), free(g), free(a), free(b), free(map), free(gmap), free(st);
+        }
+        double one1 = 1.0, a1, b1;
+        int64_t m0 = 0;
+        int s1;
+        expect(cdfast_last_iterate_rows(&one1, &m0, NULL, &m0, 1, 0, 0, &a1, &b1, &s1), CDFAST_BAD_ARGUMENT,
+               "rows n == 0", 0);
+    }
     /* n == 0 and malformed `at` are refused, never read */
     double one = 1.0, out[2], a[2], b[2];
     expect(cdfast_last_iterate(&one, NULL, 0, out), CDFAST_BAD_ARGUMENT, "n == 0", 0);
     expect(cdfast_average_iterate(&one, NULL, 0, out), CDFAST_BAD_ARGUMENT, "n == 0", 0);
     int64_t bad_at[3][2] = {{0, 1}, {1, 2}, {1, 1}};
     for (int k = 0; k < 3; k++)
-        expect(cdfast_curve_exact(&one, NULL, 1, bad_at[k], 2, a, b), CDFAST_BAD_ARGUMENT, "bad at", 1);
+        expect(cdfast_curve_exact(&one, NULL, 1, bad_at[k], 2, 1, a, b), CDFAST_BAD_ARGUMENT, "bad at", 1);
     if (failures)
         return 1;
     puts("memcheck: all kernels clean");
