@@ -47,6 +47,62 @@ def as_vector(x: Any, name: str) -> FloatArray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
+def as_stack(x: Any, name: str) -> FloatArray:
+    """Return ``x`` as a C-contiguous float64 array of shape (..., T), T >= 1.
+
+    The stacked form of :func:`as_vector` (NumPy's stacked-array convention: the last
+    axis holds the steps, the leading axes index schedules).  Same type checks.
+    """
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be an array of numbers, got a {type(x).__name__}")
+    arr = np.asarray(x)
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be an array of numbers; it holds non-numeric objects") from None
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{name} must hold real numbers (int or float), got dtype {arr.dtype}; "
+            f"convert it with np.asarray({name}, dtype=float)"
+        )
+    if arr.ndim == 0:
+        raise ValueError(f"{name} is a scalar; it must be an array of shape (T,) or (..., T), one value per step")
+    if arr.shape[-1] == 0:
+        raise ValueError(f"{name} is empty; it needs at least one step (its last axis has length 0)")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def check_scalars(value: Any, name: str, *, nonneg: bool = True, positive: bool = False) -> float | FloatArray:
+    """:func:`check_scalar` for a scalar or an array of them (broadcast against stacked rows).
+
+    A 0-d value comes back as a float; an array as a float64 array, with errors naming
+    the first bad index, e.g. ``D[2] = -1.0 is negative; it must be >= 0``.
+    """
+    if np.ndim(value) == 0:
+        if isinstance(value, np.ndarray) or isinstance(value, np.generic):
+            value = value.item()
+        v = check_scalar(value, name, nonneg=nonneg)
+        if positive and v == 0.0:
+            raise ValueError(f"{name} = 0 makes the optimal peak LR degenerate (0 or infinite); pass {name} > 0")
+        return v
+    arr = np.asarray(value)
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        i = np.unravel_index(int(np.argmax(bad)), arr.shape)
+        raise ValueError(f"{name}{list(map(int, i))} = {float(arr[i])} is not finite; pass finite numbers")
+    if nonneg or positive:
+        bad = arr <= 0 if positive else arr < 0
+        if bad.any():
+            i = np.unravel_index(int(np.argmax(bad)), arr.shape)
+            need = "> 0" if positive else ">= 0"
+            raise ValueError(f"{name}{list(map(int, i))} = {float(arr[i])!r} must be {need}")
+    return arr
+
+
 def first_bad(x: FloatArray) -> tuple[int, float] | None:
     """Index and value of the first NaN, infinite or negative entry, or None."""
     bad = ~np.isfinite(x) | (x < 0)

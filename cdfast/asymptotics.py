@@ -60,43 +60,56 @@ def _positive(value: Any, name: str) -> float:
 
 def optimal_peak_lr(
     shape: ArrayLike,
-    D: float = 1.0,
-    G: float = 1.0,
+    D: float | ArrayLike = 1.0,
+    G: float | ArrayLike = 1.0,
     grad_sq: ArrayLike | None = None,
-    L_star: float = 0.0,
+    L_star: float | ArrayLike = 0.0,
     backend: str | None = None,
-) -> tuple[float, float]:
+) -> tuple[float, float] | tuple[FloatArray, FloatArray]:
     """Peak learning rate minimising the last-iterate bound, and the minimal bound.
 
     Parameters
     ----------
-    shape : array_like, shape (T,)
+    shape : array_like, shape (T,) or (..., T)
         Schedule shape ``s`` (``lr = eta_peak * s``), finite, >= 0, last entry > 0.
-    D, G : float
-        Distance to the optimum and gradient bound, both > 0.
-    grad_sq : array_like, shape (T,), optional
+        Leading axes stack shapes (one answer each); a ``dask.array`` chunked along
+        them gives lazy results.
+    D, G : float or array_like
+        Distance to the optimum and gradient bound, both > 0; arrays broadcast
+        against the leading shape.
+    grad_sq : array_like, shape (T,) or (..., T), optional
         Per-step G_t^2 (then G scales them), as in :func:`cdfast.bound_terms`.
-    L_star : float
+    L_star : float or array_like
         Optimal loss, added to the bound.
     backend : {None, "auto", "numba", "c"}
 
     Returns
     -------
-    (eta_peak, bound) : tuple of float
-        ``eta_peak = (D / G) sqrt(a / b)`` and ``bound = L_* + 2 D G sqrt(a b)``.
+    (eta_peak, bound) : tuple of float, or of ndarray of the leading shape
+        ``eta_peak = (D / G) sqrt(a / b)`` and ``bound = L_* + 2 D G sqrt(a b)``;
+        each row equals the 1-D call bit for bit.
 
     Notes
     -----
     With ``(a, b) = bound_terms(shape)``, eq. (2.4) for ``lr = eta * shape`` is
-    ``L_* + D^2 a / eta + G^2 b eta`` (MATH.md section 2), a convex function of
+    ``L_* + D^2 a / eta + G^2 b eta`` (docs/math.md section 2), a convex function of
     ``eta > 0`` minimised in closed form.  For a qualified schedule this is the
     paper's eq. (2.5) optimum ``eta* = q1 / (q2 sqrt(T))``, ``L_* + 2 q1 q2 / sqrt(T)``.
     """
-    D = _positive(D, "D")
-    G = _positive(G, "G")
-    L_star = V.check_scalar(L_star, "L_star", nonneg=False)
+    from . import _stacked
+
+    D = _stacked.scalar(D, "D", positive=True)
+    G = _stacked.scalar(G, "G", positive=True)
+    L_star = _stacked.scalar(L_star, "L_star", nonneg=False)
     a, b = bound_terms(shape, grad_sq, backend)
-    return (D / G) * math.sqrt(a / b), L_star + 2.0 * D * G * math.sqrt(a * b)
+    if all(np.ndim(v) == 0 and not _stacked.is_dask(v) for v in (a, b, D, G, L_star)):
+        return (D / G) * math.sqrt(a / b), L_star + 2.0 * D * G * math.sqrt(a * b)
+    if any(_stacked.is_dask(v) for v in (a, b, D, G, L_star)):
+        import dask.array as da
+
+        return (D / G) * da.sqrt(a / b), L_star + 2.0 * D * G * da.sqrt(a * b)
+    return (np.asarray((D / G) * np.sqrt(a / b), dtype=np.float64),
+            np.asarray(L_star + 2.0 * D * G * np.sqrt(a * b), dtype=np.float64))
 
 
 def bound_vs_peak_lr(
@@ -376,7 +389,7 @@ def asymptotic_constants(
 
     Notes
     -----
-    Eq. (2.5) and Table 1 of Bu, Xu, Mao (2026); MATH.md section 3.  Continuous form:
+    Eq. (2.5) and Table 1 of Bu, Xu, Mao (2026); docs/math.md section 3.  Continuous form:
     ``q1^2 = 1 / (2 int_0^1 s)``, ``q2^2 = (1/2) int_0^1 s(x)^2 / (int_x^1 s(y) dy) dx``
     by scipy.integrate.quad, the inner integral taken as a tail (no cancellation),
     the outer split into decades towards the integrable singularity at x = 1.
@@ -526,7 +539,7 @@ def Q(
 
     Notes
     -----
-    Corollary 2.4 of Bu, Xu, Mao (2026); MATH.md section 3.
+    Corollary 2.4 of Bu, Xu, Mao (2026); docs/math.md section 3.
     """
     D = V.check_scalar(D, "D")
     G = V.check_scalar(G, "G")

@@ -26,6 +26,15 @@ pass above on every segment from its carry, and the segments' terms are added to
 with Neumaier compensation.  Every segment's arithmetic is fixed, so the result does
 not depend on the number of threads, and the C and Numba backends agree bit for bit.
 
+Threads.  The 128 tasks (pass A and pass B of every segment) are dealt out to the
+threads dynamically, pass A eight segments ahead; a thread that needs a total nobody
+has published yet computes it, and a thread that finds no task left computes every
+unpublished pass B itself, so no thread waits for another and a thread descheduled by
+the OS delays nobody.  Before the pass, cdfast counts the cores that other processes
+keep busy at that instant and uses only the free ones (at least one; cdfast._threads).
+Stacked input, ``lr`` of shape (..., T), runs one row per task instead, each row on
+one thread, rows dealt out dynamically (cdfast._stacked).
+
 Error bound: with u = 2^-53, every gap carries a relative error of at most about
 (63 + 7 + 2 + 3) u = 75 u (the in-lane chain, the chain of lane totals, the lane
 start and the final addition, and the compensated carry); each term adds at most 6 u
@@ -46,31 +55,18 @@ with grad_sq): at most 7.5e-16 (constant schedule, T = 1e7, a).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
-from . import _validate as V
-from ._backends import BAD_ARGUMENT, OK, get_backend
+from . import _stacked
 
-
-def _kernel_terms(kind: str, lr: ArrayLike, grad_sq: ArrayLike | None, backend: str | None, fn: str):
-    x = V.as_vector(lr, "lr")
-    g = V.check_grad_sq(grad_sq, x.shape[0])
-    if kind == "last":
-        V.check_positive_last(x, fn)
-    be = get_backend(backend)
-    out = np.empty(2)
-    status = getattr(be, kind + "_iterate")(x, g, out)
-    if status != OK:
-        if status == BAD_ARGUMENT:  # cannot happen after as_vector; keep the kernels honest
-            raise RuntimeError(f"{fn}: backend {be.name!r} rejected validated input (status {status})")
-        V.raise_for_values({"lr": x, "grad_sq": g}, all_zero_ok=False)
-    if not np.isfinite(out[0]):  # 1 / (2 P) overflows for subnormal LRs (curves report +inf)
-        V.raise_for_values({"lr": x, "grad_sq": g}, all_zero_ok=False)
-    return float(out[0]), float(out[1])
+FloatArray = NDArray[np.float64]
+Terms = tuple[float, float] | tuple[FloatArray, FloatArray]
 
 
-def bound_terms(lr: ArrayLike, grad_sq: ArrayLike | None = None, backend: str | None = None) -> tuple[float, float]:
+def bound_terms(lr: ArrayLike, grad_sq: ArrayLike | None = None, backend: str | None = None) -> Terms:
     """Coefficients ``(a, b)`` of the last-iterate bound, eq. (2.4) at tau = T.
 
     ``last_iterate_bound(lr, D, G, L_star) == L_star + D**2 * a + G**2 * b``.
@@ -79,61 +75,79 @@ def bound_terms(lr: ArrayLike, grad_sq: ArrayLike | None = None, backend: str | 
 
     Parameters
     ----------
-    lr : array_like, shape (T,)
-        Learning rates eta_1 .. eta_T (``lr[i] = eta_{i+1}``), finite, >= 0, with a
-        positive final entry.
-    grad_sq : array_like, shape (T,), optional
-        Per-step squared gradient bounds G_t^2 (Schaipp et al. 2025); with them ``b``
-        is the coefficient of ``G**2 = 1``.
+    lr : array_like, shape (T,) or (..., T)
+        Learning rates eta_1 .. eta_T (``lr[..., i] = eta_{i+1}``), finite, >= 0, with
+        a positive final entry.  Leading axes stack schedules (one result each); a
+        ``dask.array`` (chunked along the leading axes only) gives lazy results.
+    grad_sq : array_like, shape (T,) or (..., T), optional
+        Per-step squared gradient bounds G_t^2 (Schaipp et al. 2025), broadcasting
+        against ``lr``'s leading axes; with them ``b`` is the coefficient of ``G**2 = 1``.
     backend : {None, "auto", "numba", "c"}
         Kernel backend; None reads ``CDFAST_BACKEND`` (default "auto").
 
     Returns
     -------
-    (a, b) : tuple of float
+    (a, b) : tuple of float, or of ndarray of the leading shape
+        Each row equals the 1-D call on that row, bit for bit.
+
+    Examples
+    --------
+    >>> import numpy as np, cdfast
+    >>> shapes = np.stack([cdfast.schedules.linear(1000), cdfast.schedules.cosine(1000)])
+    >>> a, b = cdfast.bound_terms(0.01 * shapes)
+    >>> a.shape, bool(a[1] == cdfast.bound_terms(0.01 * shapes[1])[0])
+    ((2,), True)
 
     Notes
     -----
     Eq. (2.4) of Bu, Xu, Mao (2026), Defazio et al. (2023) Cor. 12, in the single-sum
-    form of MATH.md section 2.  O(T) time, O(1) extra memory; relative error below
-    ~92 u (see the module docstring).
+    form of MATH.md section 2.  O(T) time per row, O(1) extra memory; relative error
+    below ~94 u (see the module docstring).
     """
-    return _kernel_terms("last", lr, grad_sq, backend, "bound_terms")
+    return _stacked.terms("last", lr, grad_sq, backend, "bound_terms")
+
+
+def _constants(D: Any, G: Any, L_star: Any) -> tuple[Any, Any, Any]:
+    return (_stacked.scalar(D, "D"), _stacked.scalar(G, "G"), _stacked.scalar(L_star, "L_star", nonneg=False))
 
 
 def last_iterate_bound(
     lr: ArrayLike,
-    D: float = 1.0,
-    G: float = 1.0,
-    L_star: float = 0.0,
+    D: float | ArrayLike = 1.0,
+    G: float | ArrayLike = 1.0,
+    L_star: float | ArrayLike = 0.0,
     grad_sq: ArrayLike | None = None,
     backend: str | None = None,
-) -> float:
+) -> float | FloatArray:
     """Bound on the loss of the last SGD iterate, eq. (2.4) at tau = T.
 
     Parameters
     ----------
-    lr : array_like, shape (T,)
-        Learning rates eta_1 .. eta_T; finite, >= 0, last one > 0.
-    D : float
-        Distance ||w_0 - w_*|| (>= 0).
-    G : float
+    lr : array_like, shape (T,) or (..., T)
+        Learning rates eta_1 .. eta_T; finite, >= 0, last one > 0.  Leading axes stack
+        schedules (NumPy's stacked-array convention); a ``dask.array`` chunked along
+        them gives a lazy result.
+    D : float or array_like
+        Distance ||w_0 - w_*|| (>= 0); an array broadcasts against the leading shape.
+    G : float or array_like
         Gradient bound, E||g||^2 <= G^2 (>= 0); multiplies ``grad_sq`` if given.
-    L_star : float
+    L_star : float or array_like
         The optimal loss L_*.
-    grad_sq : array_like, shape (T,), optional
+    grad_sq : array_like, shape (T,) or (..., T), optional
         Per-step G_t^2 replacing the constant G^2 (then G scales them).
     backend : {None, "auto", "numba", "c"}
 
     Returns
     -------
-    float
+    float, or ndarray of the broadcast leading shape
+        Each entry equals the 1-D call on that row, bit for bit.
 
     Raises
     ------
     ValueError
-        NaN, inf or negative entries (named by index), a wrong-length ``grad_sq``, an
-        all-zero ``lr``, or a final LR of 0 (which makes the bound infinite).
+        NaN, inf or negative entries (named by index: ``lr[1523]``, or row and step,
+        ``lr[3, 1523]``), a wrong-length ``grad_sq``, an all-zero ``lr``, or a final LR
+        of 0 (which makes the bound infinite).
     TypeError
         Non-numeric input.
 
@@ -143,41 +157,39 @@ def last_iterate_bound(
     >>> lr = 0.01 * cdfast.schedules.linear(1000)
     >>> round(cdfast.last_iterate_bound(lr, D=1.0, G=1.0), 6)
     0.10997
+    >>> cdfast.last_iterate_bound([lr, 2 * lr], D=1.0, G=1.0).round(6)
+    array([0.10997, 0.07009])
 
     Notes
     -----
     Eq. (2.4): ``L_* + D^2/(2 P_T) + (1/2)[eta_T G_T^2 + sum_{j<T} eta_j^2 G_j^2/(P_T - P_j)]``.
     """
-    D = V.check_scalar(D, "D")
-    G = V.check_scalar(G, "G")
-    L_star = V.check_scalar(L_star, "L_star", nonneg=False)
-    a, b = _kernel_terms("last", lr, grad_sq, backend, "last_iterate_bound")
-    return L_star + D * D * a + G * G * b
+    D, G, L_star = _constants(D, G, L_star)
+    a, b = _stacked.terms("last", lr, grad_sq, backend, "last_iterate_bound")
+    return _stacked.combine(a, b, D, G, L_star)
 
 
 def average_iterate_bound(
     lr: ArrayLike,
-    D: float = 1.0,
-    G: float = 1.0,
-    L_star: float = 0.0,
+    D: float | ArrayLike = 1.0,
+    G: float | ArrayLike = 1.0,
+    L_star: float | ArrayLike = 0.0,
     grad_sq: ArrayLike | None = None,
     backend: str | None = None,
-) -> float:
+) -> float | FloatArray:
     """Bound on the loss of the averaged iterate, eq. (2.3).
 
-    ``L_* + D^2/(2 P_T) + G^2 sum_t eta_t^2 G_t^2 / (2 P_T)``.  Arguments as in
-    :func:`last_iterate_bound`; a final LR of 0 is allowed here (the bound stays
-    finite as long as some LR is positive).
+    ``L_* + D^2/(2 P_T) + G^2 sum_t eta_t^2 G_t^2 / (2 P_T)``.  Arguments (including
+    stacked (..., T) input) as in :func:`last_iterate_bound`; a final LR of 0 is
+    allowed here (the bound stays finite as long as some LR is positive).
 
     Notes
     -----
     Eq. (2.3) of Bu, Xu, Mao (2026).  One forward pass, compensated sums.
     """
-    D = V.check_scalar(D, "D")
-    G = V.check_scalar(G, "G")
-    L_star = V.check_scalar(L_star, "L_star", nonneg=False)
-    a, b = _kernel_terms("average", lr, grad_sq, backend, "average_iterate_bound")
-    return L_star + D * D * a + G * G * b
+    D, G, L_star = _constants(D, G, L_star)
+    a, b = _stacked.terms("average", lr, grad_sq, backend, "average_iterate_bound")
+    return _stacked.combine(a, b, D, G, L_star)
 
 
 __all__ = ["bound_terms", "last_iterate_bound", "average_iterate_bound"]

@@ -1,8 +1,10 @@
 """The whole loss-bound curve: eq. (2.4) at every iteration tau (Generalization 1).
 
-A learning-rate sequence in, a bound sequence out.  ``method="exact"`` runs the
-single-pass kernel of cdfast.bounds once per requested tau (O(T * len(at)), parallel
-over tau).  ``method="fast"`` evaluates the causal Cauchy sum
+A learning-rate sequence in, a bound sequence out (or, for ``lr`` of shape (..., T),
+one curve per row, each equal to the 1-D call bit for bit).  ``method="exact"`` runs
+the single-pass kernel of cdfast.bounds once per requested tau (O(T * len(at)), the
+taus dealt out to threads largest first).  ``method="fast"`` evaluates the causal
+Cauchy sum
 
     b_tau = (1/2) [eta_tau G_tau^2 + sum_{j<tau} w_j K(P_tau - P_j)],  K(x) = 1/x,
 
@@ -51,6 +53,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.linalg import eigh_tridiagonal
 from scipy.optimize import brentq
 
+from . import _stacked, _threads
 from . import _validate as V
 from ._backends import OK, get_backend
 
@@ -68,6 +71,10 @@ AUTO_EXACT_WORK = 3e7
 FAST_NODE_STEP_COST = 4.0
 _U = 2.0**-53
 MAX_NODES = 2048  # two groups of CDFAST_CURVE_MAX_NODES (csrc/cdfast.h)
+# Work (element-steps, or node-steps for the fast method) from which a curve is split
+# over threads; below it, or when other work keeps the cores busy (cdfast._threads), it
+# runs on the calling thread.  The result is the same either way.
+PARALLEL_WORK = 1 << 17
 
 
 def _alias_error(h: float) -> float:
@@ -181,6 +188,12 @@ def _check_at(at: ArrayLike | None, T: int) -> np.ndarray:
     return V.as_steps(at, "at", T)
 
 
+def _curve_sizes(arguments: dict, T: int) -> dict:
+    at = arguments.get("at")
+    return {"k": T if at is None else int(np.size(at))}
+
+
+@_stacked.stacked("(t)->(k),(k)", sizes=_curve_sizes)
 def bound_curve_terms(
     lr: ArrayLike,
     grad_sq: ArrayLike | None = None,
@@ -197,12 +210,15 @@ def bound_curve_terms(
 
     Parameters
     ----------
-    lr : array_like, shape (T,)
-        Learning rates eta_1 .. eta_T (``lr[i] = eta_{i+1}``), finite and >= 0.
-    grad_sq : array_like, shape (T,), optional
-        Per-step G_t^2 (Schaipp et al. 2025).
+    lr : array_like, shape (T,) or (..., T)
+        Learning rates eta_1 .. eta_T (``lr[..., i] = eta_{i+1}``), finite and >= 0.
+        Leading axes stack schedules (each row computed as the 1-D call, bit for
+        bit); a ``dask.array`` chunked along them gives lazy results.
+    grad_sq : array_like, shape (T,) or (..., T), optional
+        Per-step G_t^2 (Schaipp et al. 2025), broadcasting against ``lr``.
     at : array_like of int, optional
-        Sorted, strictly increasing 1-based iterations; None means 1..T.
+        Sorted, strictly increasing 1-based iterations, shared by every row; None
+        means 1..T.
     method : {"auto", "exact", "fast"}
         "exact": one O(tau) backward pass per requested tau (O(T * len(at))), the
         reference.  "fast": an exponential-sum evaluation in O(at[-1] * M) time and
@@ -217,7 +233,7 @@ def bound_curve_terms(
 
     Returns
     -------
-    (a, b) : tuple of ndarray, shape (len(at),)
+    (a, b) : tuple of ndarray, shape (..., len(at))
 
     Notes
     -----
@@ -260,19 +276,22 @@ def bound_curve_terms(
         # the high nodes are idle at most steps, and one half should not hold them all.
         order = np.concatenate([np.arange(0, nodes[0].shape[0], 2), np.arange(1, nodes[0].shape[0], 2)])
         u, c = nodes[0][order], nodes[1][order]
-        status = be.curve_fast(x, g, taus, u, c, a, b, np.empty(taus.shape[0]))
+        threads = _threads.available(2) if float(taus[-1]) * u.shape[0] >= PARALLEL_WORK else 1
+        status = be.curve_fast(x, g, taus, u, c, a, b, np.empty(taus.shape[0]), threads=threads)
     else:
-        status = be.curve_exact(x, g, taus, a, b)
+        threads = _threads.available(1 << 16) if float(taus.sum()) >= PARALLEL_WORK and taus.shape[0] > 1 else 1
+        status = be.curve_exact(x, g, taus, a, b, threads=threads)
     if status != OK:
         V.raise_for_values({"lr": x, "grad_sq": g})
     return a, b
 
 
+@_stacked.stacked("(t)->(k)", scalars=("D", "G", "L_star"), sizes=_curve_sizes)
 def bound_curve(
     lr: ArrayLike,
-    D: float = 1.0,
-    G: float = 1.0,
-    L_star: float = 0.0,
+    D: float | ArrayLike = 1.0,
+    G: float | ArrayLike = 1.0,
+    L_star: float | ArrayLike = 0.0,
     grad_sq: ArrayLike | None = None,
     at: ArrayLike | None = None,
     method: str = "auto",
@@ -282,7 +301,9 @@ def bound_curve(
     """The bound of eq. (2.4) at every tau = 1..T (or at the sorted 1-based ``at``).
 
     ``L_star + D**2 * a + G**2 * b`` with ``(a, b) = bound_curve_terms(...)``; see
-    :func:`bound_curve_terms` for ``at``, ``method``, ``rtol`` and the error bound.
+    :func:`bound_curve_terms` for ``at``, ``method``, ``rtol``, the error bound and
+    stacked (..., T) input (result (..., len(at)); ``D``, ``G``, ``L_star`` may be
+    arrays broadcasting against the leading shape).
     Entries where the bound is infinite (eta_tau == 0 after a positive LR, or
     P_tau == 0), or exceeds the float64 range (subnormal LRs), are ``+inf``, without
     warnings.

@@ -38,7 +38,7 @@ BAD_INPUTS = [
     ("inf", _inf, {}, ValueError, "lr[1] is inf"),
     ("negative", _neg, {}, ValueError, "lr[1] = -0.5 is negative"),
     ("empty", np.array([]), {}, ValueError, "lr is empty"),
-    ("2-D", np.ones((2, 3)), {}, ValueError, "must be 1-D"),
+    ("scalar", np.float64(1.0), {}, ValueError, "lr is a scalar"),
     ("strings", np.array(["a", "b"]), {}, TypeError, "real numbers"),
     ("complex", np.ones(3, dtype=complex), {}, TypeError, "real numbers"),
     ("bool", np.ones(3, dtype=bool), {}, TypeError, "real numbers"),
