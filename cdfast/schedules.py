@@ -1,4 +1,4 @@
-"""Learning-rate schedule shapes s_t(T) in the paper's convention (MATH.md section 1).
+"""Learning-rate schedule shapes s_t(T) in the paper's convention (docs/math.md section 1).
 
 Every family returns a float64 array ``s`` of length T with ``s[t] = s_t(T)`` for
 t = 0 .. T-1, values in [0, 1]; the learning rates are ``eta_{t+1} = eta_peak * s[t]``:
@@ -40,6 +40,11 @@ def _check_T(T: object, name: str = "T") -> int:
     T = int(T)
     if T < 1:
         raise ValueError(f"{name} = {T} must be >= 1 (the number of training steps)")
+    if T > 1 << 24:  # size before allocating: a horizon that cannot fit gets one clear line, not a MemoryError
+        from ._memory import check_fits
+
+        check_fits(T, what=f"{name} = {T}: one float64 array of {T} learning rates",
+                   fix=f"choose a smaller {name}")
     return T
 
 
@@ -254,3 +259,154 @@ __all__ = [
     "constant", "inverse_sqrt", "linear", "cosine", "wsd", "piecewise_constant", "with_warmup", "cosine_onecycle",
     "FAMILIES", "make", "family", "continuous", "DECAYS",
 ]
+
+
+# ---------------------------------------------------------------------------
+# Adapters: the LR sequence eta_1 .. eta_T of another library's schedule object
+
+
+def _checked_lr(values: ArrayLike, T: int, source: str) -> FloatArray:
+    """Validate an adapter's output like any ``lr`` (1-D float64, length T, finite, >= 0)."""
+    from ._validate import as_vector, check_values
+
+    lr = as_vector(values, "lr")
+    if lr.shape[0] != T:
+        raise ValueError(f"{source} gave {lr.shape[0]} learning rates for T = {T} steps")
+    check_values(lr, "lr")
+    return lr
+
+
+def from_torch(scheduler: object, T: int, *, group: int = 0) -> FloatArray:
+    """The LRs a ``torch.optim.lr_scheduler`` scheduler will give the next ``T`` updates.
+
+    Entry ``i`` is ``eta_{i+1}``, the LR that update ``i + 1`` uses: what
+    ``scheduler.get_last_lr()[group]`` returns just before that ``optimizer.step()``, when
+    the scheduler is stepped once after every update (the usual loop
+    ``optimizer.step(); scheduler.step()``).  Counting starts from the scheduler's current
+    state: for a freshly built scheduler, entry 0 is the LR of the first update.
+
+    The scheduler is stepped on a deep copy of itself and its optimizer, so the objects
+    passed in are left untouched.  The copy shares nothing large: parameters and optimizer
+    state are replaced by empty tensors in it (a scheduler reads only ``param_groups``).
+    Works for every scheduler driven by the step count (``LambdaLR`` -- which is what the
+    schedules of ``transformers`` are --, ``OneCycleLR``, ``CosineAnnealingLR``,
+    ``SequentialLR``, ``ChainedScheduler``, ...); ``ReduceLROnPlateau`` depends on the
+    loss and is refused.
+
+    Parameters
+    ----------
+    scheduler : torch.optim.lr_scheduler.LRScheduler
+    T : int
+        Number of updates.
+    group : int
+        The optimizer's param group whose LR is returned (param groups may have
+        different LRs, e.g. no weight decay for biases; group 0 is the first one passed
+        to the optimizer).
+
+    Returns
+    -------
+    ndarray, shape (T,)
+        ``eta_1 .. eta_T`` as float64 (torch keeps scheduler LRs as Python floats).
+    """
+    import copy
+    import warnings
+
+    try:
+        import torch
+    except ImportError:
+        raise ImportError('from_torch needs PyTorch: pip install "cdfast[torch]"') from None
+    T = _check_T(T)
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        raise TypeError("ReduceLROnPlateau lowers the LR when the loss stalls; its schedule is not known in "
+                        "advance. Log the LR during training and read it with cdfast.io.read_log")
+    optimizer = getattr(scheduler, "optimizer", None)
+    if optimizer is None or not hasattr(scheduler, "step") or not hasattr(optimizer, "param_groups"):
+        raise TypeError(f"scheduler must be a torch.optim.lr_scheduler scheduler bound to an optimizer, "
+                        f"got {type(scheduler).__name__}")
+    n_groups = len(optimizer.param_groups)
+    if isinstance(group, bool) or not isinstance(group, numbers.Integral) or not 0 <= group < n_groups:
+        raise ValueError(f"group = {group!r} must be an integer in [0, {n_groups}) (the optimizer has "
+                         f"{n_groups} param group{'s' if n_groups != 1 else ''})")
+    memo: dict[int, object] = {}
+    for g in optimizer.param_groups:
+        for p in g["params"]:
+            memo[id(p)] = torch.empty(0)
+    for state in optimizer.state.values():
+        for v in state.values():
+            if torch.is_tensor(v) and v.dim() > 0:
+                memo[id(v)] = v.new_empty(0)
+    sched = copy.deepcopy(scheduler, memo)
+    opt = sched.optimizer
+    out = np.empty(T)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()": nothing to optimise
+        for i in range(T):
+            out[i] = float(opt.param_groups[group]["lr"])
+            if i + 1 < T:
+                sched.step()
+    return _checked_lr(out, T, f"scheduler {type(scheduler).__name__}")
+
+
+def from_optax(schedule: Callable, T: int) -> FloatArray:
+    """The LRs of an optax schedule (a callable ``count -> lr``) for ``T`` updates.
+
+    optax calls the schedule with the number of updates done so far, so ``count = 0`` is
+    the first update: entry ``i`` is ``schedule(i) = eta_{i+1}``.  The schedule is
+    evaluated on the whole ``arange(T)`` at once when it accepts an array (optax's
+    schedules do), else count by count.  JAX computes in float32 unless
+    ``jax_enable_x64`` is set: the result then carries float32 rounding (relative error
+    ~6e-8).
+    """
+    return from_callable(schedule, T, _name="optax schedule")
+
+
+def from_callable(fn: Callable, T: int, *, vectorized: bool | None = None, _name: str = "fn") -> FloatArray:
+    """``eta_1 .. eta_T`` from ``fn(step)`` for ``step = 0 .. T-1`` (entry ``i`` is ``fn(i)``).
+
+    ``vectorized``: True calls ``fn(numpy.arange(T))`` once; False calls ``fn(i)`` for
+    each step; None (default) tries the array call and falls back to the loop when it
+    raises or does not return ``T`` values.  The result is validated like any ``lr``
+    (finite, non-negative; errors name the step).
+    """
+    if not callable(fn):
+        raise TypeError(f"{_name} must be callable (step -> learning rate), got {type(fn).__name__}")
+    T = _check_T(T)
+    steps = np.arange(T)
+    values = None
+    if vectorized is not False:
+        try:
+            got = np.asarray(fn(steps), dtype=np.float64)
+            if got.shape == (T,):
+                values = got
+            elif vectorized:
+                raise ValueError(f"{_name}(arange(T)) returned shape {got.shape}, expected ({T},)")
+        except (TypeError, ValueError) as exc:
+            if vectorized:
+                raise ValueError(f"{_name} could not be evaluated on an array of steps: {exc}") from None
+    if values is None:
+        values = np.empty(T)
+        for i in range(T):
+            v = fn(i)
+            try:
+                values[i] = float(np.asarray(v, dtype=np.float64))
+            except (TypeError, ValueError):
+                raise TypeError(f"{_name}({i}) returned {v!r}, not a number") from None
+    return _checked_lr(values, T, _name)
+
+
+__all__ += ["from_torch", "from_optax", "from_callable"]
+
+
+def refined(grad_norms: ArrayLike, *, smoothing: float = 0.0, peak_lr: float = 1.0, last: str = "extend") -> FloatArray:
+    """Defazio et al. (2023)'s refined schedule from observed gradient norms (closed form).
+
+    ``eta_t ~ g_t^-2 sum_{p>t} g_p^-2``, scaled so that its largest LR is ``peak_lr``;
+    see :func:`cdfast.optimize.refined` for the parameters and how it relates to the
+    exact optimum of eq. (2.4).
+    """
+    from .optimize import refined as _refined  # lazy: optimize imports this module
+
+    return _refined(grad_norms, smoothing=smoothing, peak_lr=peak_lr, last=last)
+
+
+__all__ += ["refined"]
