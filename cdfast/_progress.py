@@ -1,15 +1,14 @@
-"""A periodic progress line on stderr for jobs that can take more than a few seconds.
+"""Progress bars for jobs that can take more than a few seconds (tqdm, when installed).
 
-Silent unless stderr is a terminal, so logs, pipes and tests see nothing.  The line
-is rewritten in place (carriage return) at most every ``interval`` seconds and ended
-with a newline when the job finishes.
+A bar appears only when tqdm is installed (``pip install 'cdfast[progress]'``) and
+stderr is a terminal, and only after the job has run for a second, so logs, pipes,
+tests and short jobs see nothing.  Without tqdm there is no bar at all.
 """
 
 from __future__ import annotations
 
 import sys
-import time
-from typing import TextIO
+from typing import Any, TextIO
 
 
 class Progress:
@@ -25,15 +24,20 @@ class Progress:
         self.label = label
         self.total = max(int(total), 1)
         self.done = 0
-        self.stream = sys.stderr if stream is None else stream
+        stream = sys.stderr if stream is None else stream
         if enabled is None:
-            isatty = getattr(self.stream, "isatty", None)
+            isatty = getattr(stream, "isatty", None)
             enabled = bool(isatty and isatty())
-        self.enabled = enabled
-        self.interval = interval
-        self._start = time.perf_counter()
-        self._last = -float("inf")
-        self._shown = False
+        self._bar: Any = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:  # the bar is optional: no tqdm, no bar
+                tqdm = None
+            if tqdm is not None:
+                self._bar = tqdm(total=self.total, desc=label, file=stream, mininterval=interval, delay=1.0,
+                                 leave=False, dynamic_ncols=True)
+        self.enabled = self._bar is not None
 
     def __enter__(self) -> "Progress":
         return self
@@ -42,24 +46,12 @@ class Progress:
         self.close()
 
     def advance(self, n: int = 1) -> None:
-        self.done = min(self.done + n, self.total)
-        now = time.perf_counter()
-        # the first second stays quiet: short jobs should not flash a progress line
-        if self.enabled and now - self._last >= self.interval and now - self._start >= 1.0:
-            self._last = now
-            self._write(now)
-
-    def _write(self, now: float) -> None:
-        frac = self.done / self.total
-        elapsed = now - self._start
-        eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
-        self.stream.write(f"\r{self.label}: {100 * frac:5.1f}%  {elapsed:6.1f} s elapsed, ~{eta:5.1f} s left")
-        self.stream.flush()
-        self._shown = True
+        step = min(self.done + n, self.total) - self.done
+        self.done += step
+        if self._bar is not None and step:
+            self._bar.update(step)
 
     def close(self) -> None:
-        if self._shown:
-            self._write(time.perf_counter())
-            self.stream.write("\n")
-            self.stream.flush()
-            self._shown = False
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
