@@ -10,9 +10,13 @@ from .bounds import average_iterate_bound, bound_terms, last_iterate_bound
 from .curve import bound_curve, bound_curve_terms
 from .asymptotics import ExamResult, Q, asymptotic_constants, bound_vs_peak_lr, optimal_eta_ref, optimal_peak_lr, qualifying_exam, table1
 from . import io
-from .fit import CurveFit, fit_loss_curve, fit_loss_curves
+from . import models
+from .fit import CurveFit, FitWarning, fit_loss_curve, fit_loss_curves
 from .laws import HorizonFit, PeakLRFit, fit_horizon_law, fit_horizon_law_by_group, fit_peak_lr_law
 from .scaling import ScalingLaw2D
+from .sweep import sweep
+from .gradient import average_bound_gradient, bound_gradient
+from .optimize import OptimalSchedule, optimal_schedule
 
 __version__ = "0.1.0"
 
@@ -26,6 +30,8 @@ __all__ = [
     "last_iterate_bound",
     "io",
     "CurveFit",
+    "FitWarning",
+    "models",
     "fit_loss_curve",
     "fit_loss_curves",
     "PeakLRFit",
@@ -42,4 +48,9 @@ __all__ = [
     "ExamResult",
     "Q",
     "optimal_eta_ref",
+    "sweep",
+    "bound_gradient",
+    "average_bound_gradient",
+    "optimal_schedule",
+    "OptimalSchedule",
 ]

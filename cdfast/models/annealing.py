@@ -105,7 +105,8 @@ class AnnealingLaw(LossModel):
         Param("C", 0.0, _INF, doc="loss drop per unit of annealing area S2"),
     )
     shape = (
-        Param("alpha", 0.01, 3.0, (0.5, 0.3, 1.0), doc="exponent of the forward-area power law"),
+        Param("alpha", 0.01, 3.0, (0.5, 0.3, 1.0), doc="exponent of the forward-area power law",
+              prior=(0.45, 0.2)),
         Param("lam", LAM, LAM, (LAM,), doc="decay factor of the annealing momentum"),
     )
 

@@ -174,10 +174,14 @@ class MultiPowerLaw(LossModel):
         Param("B", 0.0, _INF, doc="amplitude of the loss drop (per unit LR decrement)"),
     )
     shape = (
-        Param("alpha", 0.01, 3.0, (0.5, 0.45, 0.3, 0.8), doc="exponent of the LR-area power law"),
-        Param("beta", 0.05, 5.0, (0.5, 0.6, 1.0), doc="exponent of the loss-drop saturation G"),
-        Param("gamma", 0.0, 2.0, (0.5, 0.65, 0.3), doc="LR exponent in the loss-drop argument eta^-gamma S"),
-        Param("C", 1e-6, 1e6, (1.0, 2.0, 0.1), doc="scale of the loss-drop argument"),
+        Param("alpha", 0.01, 3.0, (0.5, 0.45, 0.3, 0.8), doc="exponent of the LR-area power law",
+              prior=(0.45, 0.2)),
+        Param("beta", 0.05, 5.0, (0.5, 0.6, 1.0), doc="exponent of the loss-drop saturation G",
+              prior=(0.6, 0.3)),
+        Param("gamma", 0.0, 2.0, (0.5, 0.65, 0.3), doc="LR exponent in the loss-drop argument eta^-gamma S",
+              prior=(0.65, 0.3)),
+        Param("C", 1e-6, 1e6, (1.0, 2.0, 0.1), doc="scale of the loss-drop argument", log=True,
+              prior=(0.7, 2.0)),
     )
 
     def __init__(self, warmup: int | None = None, rtol: float = 1e-9) -> None:

@@ -1,0 +1,128 @@
+"""The interface every loss model implements.
+
+A loss model maps a learning-rate sequence ``eta_1 .. eta_T`` and the 1-based steps at
+which a loss was logged to predicted losses.  Every model in cdfast is *separable*:
+
+    L(tau) = sum_k c_k phi_k(tau; theta),
+
+linear in a few coefficients ``c`` (an offset such as ``L_inf``, amplitudes) and
+nonlinear in a few shape parameters ``theta`` (exponents, time scales).  One fitting
+routine serves all of them (variable projection: for fixed ``theta`` the best ``c`` is a
+bounded linear least-squares problem), so a new model is one small class:
+
+* ``coefs`` and ``shape`` name the parameters and their bounds (:class:`Param`);
+* :meth:`LossModel.prepare` does the parameter-free work for one run once (cumulative
+  LR, decrements, ...);
+* :meth:`LossModel.basis` returns the columns ``phi_k`` at the logged steps for given
+  ``theta``; it is called many times inside the optimiser and must be cheap relative
+  to ``prepare`` (O(T) at most, ideally O(len(steps)) after ``prepare``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+__all__ = ["Param", "LossModel"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A named model parameter with bounds.
+
+    Attributes
+    ----------
+    name : str
+        Identifier, used in results (``fit.params[name]``) and messages.
+    lo, hi : float
+        Bounds (``-inf``/``inf`` allowed for coefficients; shape parameters need finite
+        bounds).  ``lo == hi`` fixes the parameter.
+    start : tuple of float
+        Starting values for the multi-start search (shape parameters only); the first
+        is the default guess.
+    doc : str
+        One line: what the parameter means.
+    log : bool
+        Search this (positive) shape parameter on a log scale (scales spanning decades).
+    prior : (center, width) or None
+        A Gaussian prior on the shape parameter (on the log scale when ``log``): the fit
+        minimises the misfit plus ``((value - center) / width)**2`` (see
+        :mod:`cdfast.models.fitting` for the weighting).  It keeps a parameter that the data
+        barely constrain (half a run, one short run) at a value validated on many runs,
+        and is negligible where the data decide.  None: no prior.
+    """
+
+    name: str
+    lo: float
+    hi: float
+    start: tuple[float, ...] = ()
+    doc: str = ""
+    log: bool = False
+    prior: tuple[float, float] | None = None
+
+    @property
+    def fixed(self) -> bool:
+        return self.lo == self.hi
+
+
+class LossModel(ABC):
+    """A separable loss law ``L(tau) = basis(theta) @ c`` (see the module docstring).
+
+    Subclasses set the class attributes and implement :meth:`prepare` and :meth:`basis`.
+    Instances may carry options (e.g. a fixed constant); two instances with equal
+    options are interchangeable.
+    """
+
+    #: registry name, e.g. "annealing"
+    name: ClassVar[str]
+    #: one line for leaderboards and ``--help``
+    summary: ClassVar[str] = ""
+    #: linear coefficients c_k, one per basis column, in column order
+    coefs: ClassVar[tuple[Param, ...]]
+    #: nonlinear shape parameters theta (may be empty; an instance may narrow them)
+    shape: tuple[Param, ...] = ()
+
+    @abstractmethod
+    def prepare(self, lr: FloatArray, steps: IntArray, grad_sq: FloatArray | None = None) -> Any:
+        """Parameter-free precomputation for one run.
+
+        ``lr`` is validated float64 ``eta_1 .. eta_T`` (``lr[i] = eta_{i+1}``), ``steps``
+        strictly increasing 1-based int64 steps ``<= T`` at which losses are wanted (the
+        loss at step ``tau`` is that of ``w_tau``, after ``tau`` updates), ``grad_sq`` an
+        optional per-step ``G_t^2`` (models that cannot use it ignore it).
+        """
+
+    @abstractmethod
+    def basis(self, theta: FloatArray, prep: Any) -> FloatArray:
+        """Columns ``phi_k(tau; theta)`` at the prepared steps, shape ``(len(steps), len(coefs))``."""
+
+    def search_basis(self, theta: FloatArray, prep: Any) -> FloatArray:
+        """The basis used while searching ``theta``; by default :meth:`basis`.
+
+        A model whose exact basis is costly may return a cheap surrogate here (e.g. an
+        interpolant precomputed in :meth:`prepare`); the fit then finishes with one exact
+        evaluation at the optimum, so predictions never depend on the surrogate.
+        """
+        return self.basis(theta, prep)
+
+    def predict(self, params: FloatArray, prep: Any) -> FloatArray:
+        """Losses for the full parameter vector ``params = (*theta, *c)``."""
+        k = len(self.shape)
+        return self.basis(np.asarray(params[:k], dtype=np.float64), prep) @ np.asarray(params[k:], dtype=np.float64)
+
+    def shape_defaults(self) -> FloatArray:
+        """A default shape vector: each parameter's first start value (its value if fixed)."""
+        return np.array([p.lo if p.fixed else (p.start[0] if p.start else 0.5 * (p.lo + p.hi)) for p in self.shape],
+                        dtype=np.float64)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Names of ``(*shape, *coefs)``, the order of a full parameter vector."""
+        return tuple(p.name for p in (*self.shape, *self.coefs))

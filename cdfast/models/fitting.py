@@ -1,0 +1,230 @@
+"""One fitting routine for every separable loss model (variable projection).
+
+A model is ``L(tau) = Phi(tau; theta) @ c`` (:mod:`cdfast.models.base`).  For a fixed shape
+``theta`` the best coefficients ``c`` solve a bounded linear least-squares problem
+(:func:`scipy.optimize.lsq_linear`, BVLS), so the search runs over ``theta`` alone (a few
+dimensions) on the *profiled* residuals (Golub and Pereyra's variable projection):
+
+    r(theta) = [ w_r (Phi_r(theta) c*(theta) - y_r) / y_r  for every run r ;
+                 PRIOR_NOISE (theta_k - center_k) / width_k  for every shape prior ]
+
+* Residuals are relative (``pred / y - 1``): losses of different runs and phases are
+  compared on one scale.  Each run is weighted ``w_r = 1 / sqrt(n_r)`` (``n_r`` its fitted
+  points), so a run counts once however densely it was logged.
+* Priors (:class:`cdfast.models.base.Param.prior`) are Gaussian on the search scale (log
+  for ``log`` parameters).  ``PRIOR_NOISE`` makes one prior width cost as much as a 0.1%
+  root-mean-square misfit of one run: negligible where the data decide a parameter,
+  decisive where they cannot (half a run, one short run).
+* The search is :func:`scipy.optimize.least_squares` (trust region reflective, bounds,
+  finite-difference Jacobian) from the best few of the model's start values (each
+  parameter's ``start`` values varied one at a time around the first ones), the profile
+  being non-convex in ``theta``.  It runs on :meth:`LossModel.search_basis` (possibly a
+  cheap surrogate); the result is re-solved on the exact :meth:`LossModel.basis`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.optimize import least_squares, lsq_linear
+
+from .base import FloatArray, LossModel
+
+__all__ = ["SeparableFit", "fit_separable", "PRIOR_NOISE"]
+
+#: Misfit scale that one prior width costs (a relative loss error of 0.1%, about the
+#: evaluation noise of a logged validation loss).
+PRIOR_NOISE = 1e-3
+#: Local searches run from this many of the best start values.
+LOCAL_STARTS = 2
+#: Residual used for a shape at which some fitted step has a non-finite basis value.
+_BAD = 1e3
+
+
+@dataclass(frozen=True)
+class SeparableFit:
+    """Result of :func:`fit_separable`.
+
+    ``theta`` holds every shape parameter (fixed ones too), ``coefs`` the linear
+    coefficients, ``cost`` the final value of ``sum(r**2)`` (data and prior parts),
+    ``misfit`` the data part alone, ``at_bound`` the names of parameters on a bound.
+    """
+
+    theta: FloatArray
+    coefs: FloatArray
+    cost: float
+    misfit: float
+    nfev: int
+    at_bound: tuple[str, ...]
+    converged: bool
+
+
+class _Problem:
+    """The profiled residual of one fit (data held, basis evaluated per theta)."""
+
+    def __init__(self, model: LossModel, preps: Sequence[Any], ys: Sequence[FloatArray],
+                 masks: Sequence[np.ndarray], prior: bool, centers: dict[str, float] | None = None) -> None:
+        self.model = model
+        self.preps = list(preps)
+        self.ys = [np.asarray(y, dtype=np.float64)[m] for y, m in zip(ys, masks)]
+        self.masks = [np.asarray(m, dtype=bool) for m in masks]
+        self.weights = [1.0 / math.sqrt(max(int(m.sum()), 1)) for m in self.masks]
+        self.lo = np.array([p.lo for p in model.coefs], dtype=np.float64)
+        self.hi = np.array([p.hi for p in model.coefs], dtype=np.float64)
+        shape = model.shape
+        self.free = [i for i, p in enumerate(shape) if not p.fixed]
+        self.base = np.array([p.lo if p.fixed else (p.start[0] if p.start else 0.5 * (p.lo + p.hi))
+                              for p in shape], dtype=np.float64)
+        self.log = np.array([shape[i].log for i in self.free], dtype=bool)
+        lo = np.array([shape[i].lo for i in self.free], dtype=np.float64)
+        hi = np.array([shape[i].hi for i in self.free], dtype=np.float64)
+        self.zlo = np.where(self.log, np.log(np.where(self.log, lo, 1.0)), lo)
+        self.zhi = np.where(self.log, np.log(np.where(self.log, hi, 1.0)), hi)
+        centers = centers or {}
+        self.priors = [(k, (centers.get(shape[i].name, shape[i].prior[0]), shape[i].prior[1]))
+                       for k, i in enumerate(self.free) if prior and shape[i].prior is not None]
+        self.n_data = sum(int(m.sum()) for m in self.masks)
+        self.nfev = 0
+
+    # -- coordinates --------------------------------------------------------
+
+    def theta(self, z: FloatArray) -> FloatArray:
+        th = self.base.copy()
+        z = np.clip(z, self.zlo, self.zhi)
+        th[self.free] = np.where(self.log, np.exp(z), z)
+        return th
+
+    def z_of(self, theta: FloatArray) -> FloatArray:
+        t = np.asarray(theta, dtype=np.float64)[self.free]
+        return np.where(self.log, np.log(np.where(self.log, t, 1.0)), t)
+
+    # -- the profiled problem -----------------------------------------------
+
+    def design(self, theta: FloatArray, exact: bool) -> tuple[FloatArray, FloatArray] | None:
+        rows, targets = [], []
+        for prep, y, m, w in zip(self.preps, self.ys, self.masks, self.weights):
+            phi = self.model.basis(theta, prep) if exact else self.model.search_basis(theta, prep)
+            phi = np.asarray(phi, dtype=np.float64)[m]
+            rows.append(phi * (w / y)[:, None])
+            targets.append(np.full(y.shape[0], w))
+        A = np.vstack(rows)
+        if not np.all(np.isfinite(A)):
+            return None
+        return A, np.concatenate(targets)
+
+    def solve(self, theta: FloatArray, exact: bool = False) -> tuple[FloatArray, FloatArray | None]:
+        """(data residuals, coefficients) at ``theta``; coefficients None if the basis is not finite."""
+        self.nfev += 1
+        got = self.design(theta, exact)
+        if got is None:
+            return np.full(self.n_data, _BAD), None
+        A, t = got
+        scale = np.max(np.abs(A), axis=0)
+        scale[scale == 0.0] = 1.0
+        res = lsq_linear(A / scale, t, bounds=(self.lo * scale, self.hi * scale), method="bvls")
+        c = res.x / scale
+        return A @ c - t, c
+
+    def prior_residuals(self, z: FloatArray) -> FloatArray:
+        return np.array([PRIOR_NOISE * (z[k] - center) / width for k, (center, width) in self.priors])
+
+    def residuals(self, z: FloatArray) -> FloatArray:
+        r, _ = self.solve(self.theta(z))
+        return np.concatenate([r, self.prior_residuals(z)]) if self.priors else r
+
+    def cost(self, z: FloatArray) -> float:
+        return float(np.sum(self.residuals(z) ** 2))
+
+    # -- starts -------------------------------------------------------------
+
+    def starts(self) -> list[FloatArray]:
+        shape = self.model.shape
+        first = [shape[i].start[0] if shape[i].start else self.base[i] for i in self.free]
+        cands = [list(first)]
+        for k, i in enumerate(self.free):  # vary one parameter at a time through its starts
+            for v in shape[i].start[1:]:
+                c = list(first)
+                c[k] = v
+                cands.append(c)
+        prior_center = list(first)
+        for k, (center, _) in self.priors:
+            prior_center[k] = math.exp(center) if self.log[k] else center
+        cands.append(prior_center)
+        out: list[FloatArray] = []
+        for c in cands:
+            z = np.clip(self.z_of(self._full(c)), self.zlo, self.zhi)
+            if not any(np.array_equal(z, o) for o in out):
+                out.append(z)
+        return out
+
+    def _full(self, free_values: list[float]) -> FloatArray:
+        th = self.base.copy()
+        th[self.free] = free_values
+        return th
+
+
+def fit_separable(model: LossModel, preps: Sequence[Any], ys: Sequence[FloatArray],
+                  masks: Sequence[np.ndarray], *, prior: bool = True, start: FloatArray | None = None,
+                  centers: dict[str, float] | None = None, exact: bool = True) -> SeparableFit:
+    """Fit ``model`` to several runs at once (shared parameters); see the module docstring.
+
+    Parameters
+    ----------
+    model : LossModel
+    preps : list
+        ``model.prepare(lr, steps, grad_sq)`` of each run.
+    ys : list of ndarray
+        Each run's losses at its prepared steps (positive: residuals are relative).
+    masks : list of bool ndarray
+        The points of each run that are fitted (the rest are ignored here).
+    prior : bool
+        Use the shape parameters' priors (``Param.prior``).
+    start : ndarray, optional
+        A shape vector to search from instead of the multi-start (refits of a bootstrap).
+    centers : dict, optional
+        Prior centers to use instead of the parameters' own (on the search scale), by name.
+    exact : bool
+        Finish on the exact basis (True) or keep the search basis (faster, for refits).
+    """
+    prob = _Problem(model, preps, ys, masks, prior, centers)
+    if not prob.free:
+        theta = prob.base.copy()
+        r, c = prob.solve(theta, exact=True)
+        if c is None:
+            raise ValueError(f"model {model.name!r}: the basis is not finite at a fitted step; exclude such steps")
+        cost = float(r @ r)
+        return SeparableFit(theta, c, cost, cost, prob.nfev, _coefs_at_bound(model, c), True)
+    starts = prob.starts() if start is None else [np.clip(prob.z_of(start), prob.zlo, prob.zhi)]
+    ranked = sorted(((prob.cost(z), i, z) for i, z in enumerate(starts)), key=lambda t: t[:2])
+    best: tuple[float, FloatArray, bool] | None = None
+    for cost0, _, z0 in ranked[:LOCAL_STARTS]:
+        if not math.isfinite(cost0):
+            continue
+        out = least_squares(prob.residuals, z0, bounds=(prob.zlo, prob.zhi), method="trf",
+                            diff_step=1e-6, x_scale="jac", max_nfev=200)
+        cost = 2.0 * float(out.cost)
+        if best is None or cost < best[0]:
+            best = (cost, out.x, bool(out.status > 0))
+    if best is None:
+        raise ValueError(f"model {model.name!r}: no start value gives a finite fit; check the data "
+                         "(losses must be positive and the model finite at every fitted step)")
+    _, z, converged = best
+    theta = prob.theta(z)
+    r, c = prob.solve(theta, exact=exact)
+    if c is None:
+        raise ValueError(f"model {model.name!r}: the fitted model is not finite at some fitted step")
+    misfit = float(r @ r)
+    pr = prob.prior_residuals(z) if prob.priors else np.empty(0)
+    names = [model.shape[i].name for k, i in enumerate(prob.free)
+             if min(z[k] - prob.zlo[k], prob.zhi[k] - z[k]) <= 1e-6 * (prob.zhi[k] - prob.zlo[k])]
+    return SeparableFit(theta, c, misfit + float(pr @ pr), misfit, prob.nfev,
+                        tuple(names) + _coefs_at_bound(model, c), converged)
+
+
+def _coefs_at_bound(model: LossModel, c: FloatArray) -> tuple[str, ...]:
+    return tuple(p.name for p, v in zip(model.coefs, c)
+                 if (math.isfinite(p.lo) and v <= p.lo) or (math.isfinite(p.hi) and v >= p.hi))
+
