@@ -65,6 +65,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _validate as V
 from ._backends import BAD_ARGUMENT, OK, get_backend
+from ._stacked import stacked
 
 FloatArray = NDArray[np.float64]
 
@@ -104,6 +105,7 @@ def _check_common(lr: ArrayLike, D: float, G: float, L_star: float, grad_sq: Arr
     return x, g, D, G, L_star
 
 
+@stacked("(t)->(),(t)", scalars=("D", "G", "L_star"))
 def bound_gradient(
     lr: ArrayLike,
     D: float = 1.0,
@@ -167,6 +169,7 @@ def bound_gradient(
     return L_star + D * D * a + G * G * b, grad
 
 
+@stacked("(t)->(),(t)", scalars=("D", "G", "L_star"))
 def average_bound_gradient(
     lr: ArrayLike,
     D: float = 1.0,

@@ -238,10 +238,21 @@ def test_huge_lrs_do_not_overflow(backend):
     assert value == pytest.approx(1.25e300, rel=1e-15) and np.isfinite(grad).all()
 
 
-@pytest.mark.parametrize("lr", [1.0, np.ones((2, 3))], ids=["scalar", "2-D"])
-def test_shapes_other_than_one_schedule_are_refused(lr):
+def test_a_scalar_is_not_a_schedule():
     with pytest.raises(ValueError, match="lr"):
-        cdfast.bound_gradient(lr)
+        cdfast.bound_gradient(1.0)
+
+
+def test_stacked_rows_equal_one_dimensional_calls(backend):
+    rng = np.random.default_rng(3)
+    lr = rng.uniform(0.1, 1.0, size=(2, 3, 50))
+    value, grad = cdfast.bound_gradient(lr, D=np.array([[1.0], [2.0]]), backend=backend)
+    assert value.shape == (2, 3) and grad.shape == (2, 3, 50)
+    for i in range(2):
+        for j in range(3):
+            v, g = cdfast.bound_gradient(lr[i, j], D=[1.0, 2.0][i], backend=backend)
+            assert value[i, j] == v
+            np.testing.assert_array_equal(grad[i, j], g)
 
 
 def test_conversions_are_accepted(backend):
