@@ -6,7 +6,7 @@ Parquet tables) and returns a :class:`TrainingLog`: the losses at the 1-based st
 the weights they were measured on, and ``lr = eta_1 .. eta_T`` ready for
 ``cdfast.bound_curve_terms(log.lr, at=log.steps)``.  See docs/io.md.
 
-Indexing (MATH.md section 1): a loss at step ``t`` is the loss of ``w_t``, the weights
+Indexing (docs/math.md section 1): a loss at step ``t`` is the loss of ``w_t``, the weights
 after ``t`` updates; ``lr[i] = eta_{i+1}`` is the LR of update ``i + 1``.  Trainers log
 at a step ``s`` with their own off-by-one conventions, applied by the readers:
 

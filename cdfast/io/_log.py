@@ -6,7 +6,7 @@ which trainer wrote it.  :func:`assemble` then applies that trainer's indexing
 convention (:data:`CONVENTIONS`), drops the loss at step 0, keeps the last value of a
 step logged twice, chooses the loss column and resolves the learning rates.
 
-Indexing (MATH.md section 1): ``lr[i] = eta_{i+1}`` is the LR of update ``i + 1``,
+Indexing (docs/math.md section 1): ``lr[i] = eta_{i+1}`` is the LR of update ``i + 1``,
 ``w_{t+1} = w_t - eta_{t+1} g(w_t)``; ``TrainingLog.steps`` are the ``t`` of the weights
 ``w_t`` each loss was measured on.
 """

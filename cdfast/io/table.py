@@ -199,7 +199,7 @@ def read_lr_file(path: str) -> FloatArray:
     Values are checked with the library's validation (finite, >= 0, named by index).
     """
     if not os.path.isfile(path):
-        raise ValueError(f"LR file {path!r} does not exist")
+        raise ValueError(f"LR file {path!r} " + ("is a directory; give a file" if os.path.isdir(path) else "does not exist"))
     if path.lower().endswith(".npy"):
         try:
             arr = np.load(path, allow_pickle=False)
@@ -268,7 +268,7 @@ def read_loss_file(path: str) -> tuple[IntArray, FloatArray]:
     NaN or non-numeric values are refused with the row number.
     """
     if not os.path.isfile(path):
-        raise ValueError(f"loss file {path!r} does not exist")
+        raise ValueError(f"loss file {path!r} " + ("is a directory; give a file" if os.path.isdir(path) else "does not exist"))
     rows = _read_rows(path, "loss file")
     header = [c.lower() for c in rows[0]]
     if all(_is_number(c) for c in rows[0]):

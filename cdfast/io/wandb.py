@@ -2,7 +2,8 @@
 
 Three layouts:
 
-* **Run export** (``format="wandb-json"``, the files of ``../shared/data``): a JSON object
+* **Run export** (``format="wandb-json"``; e.g. the runs of fabian-sp/lr-scheduling and
+  ``cdfast.data.SAMPLE_RUN``): a JSON object
   ``{"name", "config", "summary", "history": {section: {"iter": [...], column: [...]}}}``
   written for the llm-baselines trainer (epfml/schedules-and-scaling).  Read by
   :func:`read_wandb_json` into a :class:`WandbRun`.
@@ -16,7 +17,7 @@ Three layouts:
 
 Indexing of the llm-baselines trainer (its ``train`` loop: update, ``scheduler.step()``,
 ``iter += 1``, log; evaluation at the top of the loop, before the next update), verified
-on every run of ``../shared/data``:
+on the 178 runs of fabian-sp/lr-scheduling (folder ``data/``):
 
 * ``train_lr`` at iteration ``t`` is the scheduler's value after ``t`` steps, the LR of
   the *next* update: ``eta_{t+1} = lr[t]``.  The value at ``t = T`` is used by no update.
