@@ -10,6 +10,7 @@ from .bounds import average_iterate_bound, bound_terms, last_iterate_bound
 from .curve import bound_curve, bound_curve_terms
 from .asymptotics import ExamResult, Q, asymptotic_constants, bound_vs_peak_lr, optimal_eta_ref, optimal_peak_lr, qualifying_exam, table1
 from . import io
+from . import data  # the sample run shipped with cdfast (cdfast/data/README.md)
 from . import models
 from .fit import CurveFit, FitWarning, fit_loss_curve, fit_loss_curves
 from .laws import HorizonFit, PeakLRFit, fit_horizon_law, fit_horizon_law_by_group, fit_peak_lr_law
@@ -29,6 +30,7 @@ __all__ = [
     "bound_curve_terms",
     "last_iterate_bound",
     "io",
+    "data",
     "CurveFit",
     "FitWarning",
     "models",
