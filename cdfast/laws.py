@@ -4,7 +4,7 @@
   schedule ``L(eta_peak, T) = L_inf + q1~^2 / (T eta_peak) + eta_peak q2~^2``.  Linear in
   ``(L_inf, q1~^2, q2~^2)`` with ``q1~^2, q2~^2 >= 0``: :func:`scipy.optimize.lsq_linear`.
   The optimal peak LR is ``q1~ / (q2~ sqrt(T))``; its uncertainty comes from a case
-  bootstrap over the runs.
+  bootstrap over the runs (:func:`scipy.stats.bootstrap`, percentile intervals).
 * Generalization 3: at the optimal peak LR ``L(T) = L_inf + k / sqrt(T)`` with
   ``k = 2 q1~ q2~``: a straight line in ``1/sqrt(T)`` (ordinary least squares,
   :func:`scipy.stats.linregress`).  ``T`` may count steps or tokens.
@@ -12,13 +12,14 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import lsq_linear
-from scipy.stats import linregress
+from scipy.stats import bootstrap, linregress
 
 from ._validate import as_vector, check_values
 from .fit import r_squared
@@ -113,6 +114,21 @@ class PeakLRFit:
                 f"({self.n} runs, R^2 = {self.r2:.4f}, max rel. error = {self.max_rel_error:.2%})")
 
 
+def _case_bootstrap(A: FloatArray, y: FloatArray, n_boot: int, seed: int | None) -> FloatArray:
+    """``(n_boot, 3)`` refits on runs resampled with replacement (:func:`scipy.stats.bootstrap`)."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot = {n_boot} must be >= 1 (bootstrap replicates for the intervals)")
+    rng = np.random.default_rng(seed)
+    # scipy >= 1.15 names the generator `rng`; older versions `random_state`
+    key = "rng" if "rng" in inspect.signature(bootstrap).parameters else "random_state"
+    # the statistic refits the law on the resampled runs (a case bootstrap: paired
+    # resampling of the run indices); only the replicates are used, for the percentile
+    # intervals of derived quantities such as the optimal peak LR
+    res = bootstrap((np.arange(y.size),), lambda idx: _peak_solve(A[idx], y[idx]), n_resamples=n_boot,
+                    vectorized=False, paired=True, method="percentile", **{key: rng})
+    return np.ascontiguousarray(np.asarray(res.bootstrap_distribution, dtype=np.float64).T)
+
+
 def fit_peak_lr_law(
     peak_lr: ArrayLike, T: ArrayLike, loss: ArrayLike, *, n_boot: int = 1000, seed: int | None = 0
 ) -> PeakLRFit:
@@ -147,11 +163,7 @@ def fit_peak_lr_law(
     A = _peak_design(eta, Tv)
     theta = _peak_solve(A, y)
     pred = A @ theta
-    rng = np.random.default_rng(seed)
-    boot = np.empty((int(n_boot), 3))
-    for r in range(boot.shape[0]):
-        idx = rng.integers(0, y.size, y.size)
-        boot[r] = _peak_solve(A[idx], y[idx])
+    boot = _case_bootstrap(A, y, int(n_boot), seed)
     return PeakLRFit(
         L_inf=float(theta[0]), q1_sq=float(theta[1]), q2_sq=float(theta[2]),
         r2=r_squared(y, pred), max_rel_error=float(np.max(np.abs(pred - y) / np.abs(y))),
