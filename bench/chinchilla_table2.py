@@ -9,6 +9,7 @@ Run:  python bench/chinchilla_table2.py
 
 from __future__ import annotations
 
+import argparse
 import csv
 import pathlib
 import sys
@@ -20,11 +21,18 @@ import cdfast
 DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_svg_extracted_data.csv"
 
 
-def main() -> int:
-    if not DATA.is_file():
-        print(f"data not found at {DATA}")
-        return 1
-    with DATA.open() as fh:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Generalization 3 on the Chinchilla runs (the paper's Table 2)")
+    parser.add_argument("--data", type=pathlib.Path, default=DATA,
+                        help=f"the CSV of final losses (default: {DATA})")
+    data = parser.parse_args(argv).data
+    if not data.is_file():
+        print(f"chinchilla_table2: the Chinchilla final losses are not at {data}. They are the file "
+              "data/svg_extracted_data.csv of the public repository epoch-research/analyzing-chinchilla "
+              "(Besiroglu et al. 2024): download it and run `python bench/chinchilla_table2.py --data "
+              "svg_extracted_data.csv`.", file=sys.stderr)
+        return 2
+    with data.open() as fh:
         rows = list(csv.DictReader(fh))
     N = np.array([float(r["Model Size"]) for r in rows])
     C = np.array([float(r["Training FLOP"]) for r in rows])

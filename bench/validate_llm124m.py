@@ -1,4 +1,4 @@
-"""Generalization 1 on real runs: the 17 GPT-style 124M runs in ../shared/data/llm124m.
+"""Generalization 1 on real runs: the 17 GPT-style 124M runs of fabian-sp/lr-scheduling.
 
 What is fitted: the validation loss logged every 200 steps (``history.val``), the loss of
 ``w_t`` after ``t`` updates on the same validation batches each time.  The training loss
@@ -24,11 +24,16 @@ held-out error over the *other* runs (nested leave-one-run-out; RMS rather than 
 because the aim also bounds the worst run, and a median choice picks variants with one
 large miss); the variant with the smallest RMS over all runs is printed too.
 
-Run:  python bench/validate_llm124m.py
+Data: the W&B exports of the public repository fabian-sp/lr-scheduling (MIT licence),
+folder ``data/``; ``--data DIR`` points to them (default: ``shared/data/llm124m`` beside
+the repository).  Without them the script exits with status 2 and says how to get them.
+
+Run:  python bench/validate_llm124m.py [--data DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import pathlib
 import sys
@@ -42,6 +47,8 @@ from cdfast.fit import r_squared
 from cdfast.io import read_wandb_json
 
 DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "llm124m"
+# the 17 runs: cosine (peak LRs 1e-4 .. 5e-3, T = 25k, 50k), constant after warmup, WSD with 80% cooldown
+PATTERNS = ("cos-zero-124m_*.json", "stable-124m_*.json", "ann124-0.8_*lr0.001_*.json")
 HALF_BURN_INS = (0, 1000, 2000, 4000, 6000, 0.1, 0.2, 0.3)  # int: steps, float: fraction of T
 CROSS_BURN_INS = (0, 2000, 4000, 8000, 12000)
 
@@ -64,7 +71,7 @@ class Run:
 def load_runs(data: pathlib.Path = DATA) -> list[Run]:
     """All runs, LR rebuilt from the config, bound terms computed once at the logged steps."""
     runs = []
-    for path in sorted(data.glob("*.json")):
+    for path in sorted(p for pattern in PATTERNS for p in data.glob(pattern)):
         w = read_wandb_json(path)
         steps, loss = w.curve("val", "val_loss")
         lr = w.lr()
@@ -90,7 +97,7 @@ def label(v: tuple) -> str:
 def half_split(run: Run, burn, robust: bool):
     """(fit, final-loss relative error, 2nd-half R^2, whole-curve R^2) of one variant."""
     f = cdfast.fit_loss_curves([run.lr], [run.steps], [run.loss], fit_steps=[run.steps <= run.T // 2],
-                               robust=robust, terms=[run.terms], burn_in=burn)
+                               robust=robust, terms=[run.terms], burn_in=burn, model="bound")
     second = run.steps > run.T // 2
     err = (f.prediction[-1] - run.loss[-1]) / run.loss[-1]
     return f, err, r_squared(run.loss[second], f.prediction[second]), r_squared(run.loss, f.prediction)
@@ -107,7 +114,8 @@ def cross_run(runs: list[Run], burn, robust: bool, power, per_family: bool) -> n
         train = [r for j, r in enumerate(runs) if j != i and (not per_family or r.family == run.family)]
         p = power if len({r.lr.max() for r in train}) > 1 else 1.0  # one peak LR: the exponent is moot
         f = cdfast.fit_loss_curves([r.lr for r in train], [r.steps for r in train], [r.loss for r in train],
-                                   terms=[r.terms for r in train], robust=robust, burn_in=burn, peak_power=p)
+                                   terms=[r.terms for r in train], robust=robust, burn_in=burn, peak_power=p,
+                                   model="bound")
         errs[i] = (f.predict(run.lr, at=run.steps[-1:])[0] - run.loss[-1]) / run.loss[-1]
     return errs
 
@@ -128,12 +136,24 @@ def table(runs: list[Run], variants: list, errs: np.ndarray, title: str) -> tupl
     return nested_choice(a), int(np.argmin(rms))
 
 
-def main() -> int:
-    if not DATA.is_dir():
-        print(f"data not found at {DATA}; nothing to validate")
-        return 1
+def missing_data(data: pathlib.Path) -> str:
+    """How to get the runs when they are not at ``data``."""
+    return (f"the 124M-model runs are not at {data}. They are the W&B exports of the public repository "
+            "fabian-sp/lr-scheduling (MIT licence), folder data/: `git clone --depth 1 "
+            "https://github.com/fabian-sp/lr-scheduling` and run `python bench/validate_llm124m.py --data "
+            f"lr-scheduling/data` (the {' '.join(PATTERNS)} files are used).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=pathlib.Path, default=DATA,
+                        help=f"folder holding the runs' W&B exports (default: {DATA})")
+    data = parser.parse_args(argv).data
+    if not data.is_dir() or not any(p for pattern in PATTERNS for p in data.glob(pattern)):
+        print(f"validate_llm124m: {missing_data(data)}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
-    allruns = load_runs()
+    allruns = load_runs(data)
     runs = [r for r in allruns if not r.diverged]
     print(f"{len(allruns)} runs loaded in {time.perf_counter() - t0:.2f} s; diverged (excluded from fits and "
           f"scores): {[r.label for r in allruns if r.diverged]}\n")
@@ -146,7 +166,7 @@ def main() -> int:
     print(f"\n  per run: in-sample R^2 (paper form, whole curve); paper form (first half, plain) and the variant "
           f"chosen on the other runs: 2nd-half R^2, final-loss error")
     for i, r in enumerate(runs):
-        whole = cdfast.fit_loss_curves([r.lr], [r.steps], [r.loss], terms=[r.terms])
+        whole = cdfast.fit_loss_curves([r.lr], [r.steps], [r.loss], terms=[r.terms], model="bound")
         _, pe, pr2, _ = res[0][i]
         _, ce, cr2, _ = res[hpick[i]][i]
         print(f"    {r.label}  R^2 {whole.r2:.3f} | paper {pr2:8.2f} {100 * pe:+6.2f}% | "
@@ -172,7 +192,8 @@ def main() -> int:
           f"{100 * np.max(np.abs(cerr[cbest])):.2f}%; paper form {100 * np.median(np.abs(cerr[0])):.2f}% / "
           f"{100 * np.max(np.abs(cerr[0])):.2f}%")
     f = cdfast.fit_loss_curves([r.lr for r in runs], [r.steps for r in runs], [r.loss for r in runs],
-                               terms=[r.terms for r in runs], robust=True, burn_in=4000, peak_power="fit")
+                               terms=[r.terms for r in runs], robust=True, burn_in=4000, peak_power="fit",
+                               model="bound")
     print(f"  joint fit of all {len(runs)} runs (b=4000 huber p=fit): peak LR power {f.peak_power:.3f}")
     print(f"\ntotal {time.perf_counter() - t0:.1f} s")
     return 0
