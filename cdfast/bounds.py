@@ -2,7 +2,7 @@
 
 Every function validates its input once and hands contiguous float64 arrays to a
 backend kernel (see cdfast._backends).  The last-iterate bound uses the single-sum
-form of eq. (2.4) (MATH.md section 2):
+form of eq. (2.4) (docs/math.md section 2):
 
     bound = L_* + D^2 a + G^2 b,
     a = 1 / (2 P_T),   b = (1/2) [eta_T G_T^2 + sum_{j<T} eta_j^2 G_j^2 / (P_T - P_j)],
@@ -101,7 +101,7 @@ def bound_terms(lr: ArrayLike, grad_sq: ArrayLike | None = None, backend: str | 
     Notes
     -----
     Eq. (2.4) of Bu, Xu, Mao (2026), Defazio et al. (2023) Cor. 12, in the single-sum
-    form of MATH.md section 2.  O(T) time per row, O(1) extra memory; relative error
+    form of docs/math.md section 2.  O(T) time per row, O(1) extra memory; relative error
     below ~94 u (see the module docstring).
     """
     return _stacked.terms("last", lr, grad_sq, backend, "bound_terms")

@@ -237,7 +237,7 @@ def bound_curve_terms(
 
     Notes
     -----
-    Eq. (2.4) at every tau, in the single-sum form of MATH.md section 2; the fast
+    Eq. (2.4) at every tau, in the single-sum form of docs/math.md section 2; the fast
     method's error bound is derived in the module docstring.
     """
     x = V.as_vector(lr, "lr")

@@ -21,7 +21,7 @@ runs, see docs/models.md and ``bench/validate_predictions.py``):
   normalised per coordinate) the loss responds to a decay sub-linearly: most of a
   cooldown's gain comes at its end.  Evaluating the bound on ``eta^p`` (p about 0.6-0.9
   on the runs we have, lower for larger peak LRs) captures that, and it keeps the bound's
-  exact structure (the single-sum ``b`` of MATH.md section 2 on another sequence).
+  exact structure (the single-sum ``b`` of docs/math.md section 2 on another sequence).
 
 ``bound-alpha`` fixes ``p = 1`` (only the distance exponent), the simplest change from the
 paper's form.  Per-step gradient bounds (``grad_sq``, e.g. squared gradient norms read from
