@@ -203,6 +203,19 @@ class CurveFit:
         lo, hi = np.quantile(reps, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=0)
         return lo, hi
 
+    def value_and_grad(self, lr: ArrayLike, grad_sq: ArrayLike | None = None) -> tuple[float, FloatArray]:
+        """The predicted loss at the last step ``T = len(lr)`` and its gradient with respect
+        to every learning rate: the protocol :func:`cdfast.optimal_schedule` (``model=``)
+        optimises against.  Convex-bound models only (O(T), through
+        :func:`cdfast.bound_gradient`); ``model="bound"`` with ``peak_power != 1`` and the
+        peer laws raise an error saying so."""
+        if self.model.name == "bound" and self.peak_power != 1.0:
+            raise NotImplementedError("value_and_grad of a bound fit with peak_power != 1 is not implemented "
+                                      "(the peak enters through max(lr)); refit with peak_power=1")
+        x = V.as_vector(lr, "lr")
+        g = None if grad_sq is None else V.as_vector(grad_sq, "grad_sq")
+        return self.model.final_value_and_grad(self._vector(), x, g)
+
     def holdout_error(self) -> FloatArray:
         """Relative errors ``(prediction - loss) / loss`` at the held-out points."""
         m = self.held_out

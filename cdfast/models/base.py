@@ -112,6 +112,14 @@ class LossModel(ABC):
         """
         return self.basis(theta, prep)
 
+    def final_value_and_grad(self, params: FloatArray, lr: FloatArray,
+                             grad_sq: FloatArray | None = None) -> tuple[float, FloatArray]:
+        """The predicted loss at the last step ``T = len(lr)`` and its gradient with respect
+        to every LR, for optimising a schedule against a fitted model.  Models that
+        cannot differentiate through their basis raise NotImplementedError."""
+        raise NotImplementedError(f"model {self.name!r} gives no gradient with respect to the learning rates; "
+                                  "use a convex-bound model (bound, bound-alpha, power-bound, sat-bound)")
+
     def predict(self, params: FloatArray, prep: Any) -> FloatArray:
         """Losses for the full parameter vector ``params = (*theta, *c)``."""
         k = len(self.shape)

@@ -44,6 +44,7 @@ import numpy as np
 
 from .._validate import as_steps, as_vector, check_grad_sq, check_values
 from ..curve import bound_curve_terms
+from ..gradient import bound_gradient
 from .base import FloatArray, IntArray, LossModel, Param
 
 __all__ = ["Bound", "PowerBound", "ConvexPrep"]
@@ -90,6 +91,13 @@ class Bound(LossModel):
     def basis(self, theta: FloatArray, prep: tuple[FloatArray, FloatArray]) -> FloatArray:
         a, b = prep
         return np.column_stack([np.ones_like(a), a, b])
+
+    def final_value_and_grad(self, params: FloatArray, lr: FloatArray,
+                             grad_sq: FloatArray | None = None) -> tuple[float, FloatArray]:
+        """eq. (2.4) at T with the fitted constants: exactly :func:`cdfast.bound_gradient`."""
+        L_inf, D_sq, G_sq = (float(v) for v in params)
+        value, grad = bound_gradient(lr, D=math.sqrt(D_sq), G=math.sqrt(G_sq), L_star=L_inf, grad_sq=grad_sq)
+        return float(value), grad
 
     def __repr__(self) -> str:
         return "Bound()"
@@ -222,6 +230,29 @@ class PowerBound(LossModel):
             got = _terms(self.effective_lr(prep.lr, q), prep.steps, prep.grad_sq)
             prep.exact[q] = got
         return got
+
+    def final_value_and_grad(self, params: FloatArray, lr: FloatArray,
+                             grad_sq: FloatArray | None = None) -> tuple[float, FloatArray]:
+        """The predicted loss at ``T = len(lr)`` and its gradient, in O(T).
+
+        ``L = L_inf + D~^2 a'^alpha + G~^2 b'`` with ``a' = 1/(2 P')`` and ``b'`` eq. (2.4)'s
+        gradient coefficient on ``eta' = f(eta)``: ``d b'/d eta'`` is
+        :func:`cdfast.bound_gradient` (D = 0, G = 1), ``d a'/d eta'_k = -1/(2 P'^2)`` for
+        every k, and the chain rule multiplies by ``f'(eta_k)``.
+        """
+        alpha, q, L_inf, D_sq, G_sq = (float(v) for v in params)
+        x = as_vector(lr, "lr")
+        xe = self.effective_lr(x, q)
+        b, gb = bound_gradient(xe, D=0.0, G=1.0, grad_sq=grad_sq)
+        P = math.fsum(xe)
+        a = 1.0 / (2.0 * P)
+        da = -D_sq * alpha * a ** (alpha - 1.0) / (2.0 * P * P)
+        if self.lr_map == "power":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                df = q * x ** (q - 1.0) if q != 1.0 else np.ones_like(x)
+        else:
+            df = 1.0 / (1.0 + x / q) ** 2
+        return L_inf + D_sq * a ** alpha + G_sq * float(b), (da + G_sq * gb) * df
 
     def _search_range(self) -> tuple[float, float, bool]:
         par = self.shape[1]
