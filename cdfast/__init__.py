@@ -12,12 +12,14 @@ from .asymptotics import ExamResult, Q, asymptotic_constants, bound_vs_peak_lr, 
 from . import io
 from . import data  # the sample run shipped with cdfast (cdfast/data/README.md)
 from . import models
+from .models import compare_models
 from .fit import CurveFit, FitWarning, fit_loss_curve, fit_loss_curves
 from .laws import HorizonFit, PeakLRFit, fit_horizon_law, fit_horizon_law_by_group, fit_peak_lr_law
 from .scaling import ScalingLaw2D
 from .sweep import sweep
 from .gradient import average_bound_gradient, bound_gradient
 from .optimize import OptimalSchedule, optimal_schedule
+from .plan import RefinedSchedule, SchedulePlan, plan_schedule, refine_schedule
 
 __version__ = "0.1.0"
 
@@ -34,6 +36,7 @@ __all__ = [
     "CurveFit",
     "FitWarning",
     "models",
+    "compare_models",
     "fit_loss_curve",
     "fit_loss_curves",
     "PeakLRFit",
@@ -55,4 +58,8 @@ __all__ = [
     "average_bound_gradient",
     "optimal_schedule",
     "OptimalSchedule",
+    "plan_schedule",
+    "SchedulePlan",
+    "refine_schedule",
+    "RefinedSchedule",
 ]

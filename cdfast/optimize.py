@@ -322,9 +322,13 @@ class _Problem:
         self.evaluations += 1
         if self.model is not None:
             val, grad = self.model.value_and_grad(lr)
-            grad = np.asarray(grad, dtype=np.float64)
+            grad = np.array(grad, dtype=np.float64)
             if grad.shape != (self.T,):
                 raise ValueError(f"model.value_and_grad returned a gradient of shape {grad.shape}; expected ({self.T},)")
+            if self.W:
+                # lr[0] = 0 on the warmup ramp whatever the variables, so its derivative is never used; for a
+                # model on eta^p with p < 1 (power-bound, part of the default model) it is infinite there
+                grad[0] = 0.0
             val = float(val)
             if not (math.isfinite(val) and np.isfinite(grad).all()):
                 raise ValueError("model.value_and_grad returned a non-finite loss or gradient at a feasible schedule")
