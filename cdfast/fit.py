@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -40,7 +41,7 @@ from scipy.optimize import least_squares, lsq_linear, minimize_scalar
 
 from . import _validate as V
 from .curve import bound_curve_terms
-from .models import LossModel, get_model
+from .models import Averaged, LossModel, get_model
 from .models.fitting import fit_separable
 
 FloatArray = NDArray[np.float64]
@@ -122,7 +123,10 @@ class CurveFit:
 
     @property
     def L_inf(self) -> float:
-        """The loss floor: the model's offset coefficient (``L_inf``, or ``L0`` of the peer laws)."""
+        """The loss floor: the model's offset coefficient (``L_inf``, or ``L0`` of the peer laws;
+        the mean over the members of an averaged model)."""
+        if isinstance(self.model, Averaged):
+            return float(np.mean([f.L_inf for f in self.data.members]))
         return float(self.params[self.model.coefs[0].name])
 
     def _coef(self, name: str) -> float:
@@ -177,16 +181,23 @@ class CurveFit:
                  grad_sq: ArrayLike | None = None, n_boot: int = 200, seed: int | None = 0) -> tuple[FloatArray, FloatArray]:
         """A ``level`` prediction interval of the loss curve under ``lr`` at steps ``at``.
 
-        Bootstrap (``n_boot`` refits): each replicate resamples every run's relative
-        residuals in moving blocks (a tenth of the run's fitted points each, so the
-        serial correlation of a loss curve is kept), and, for the models with priors,
-        also draws the prior centres from the priors themselves (randomize-then-optimize:
-        a shape parameter the data barely determine, as in a prediction far beyond the
-        fitted steps, then varies as much as its prior allows, which is where most of
-        the error of such an extrapolation comes from).  Refits start from the fitted
-        shape and use the models' search basis; returns the ``(1 - level)/2`` and
-        ``(1 + level)/2`` quantiles of the replicates' predictions.  The calibration
-        on real runs (how often the held-out loss falls inside) is reported by
+        Two sources of error, added in quadrature around the point prediction:
+
+        * parameters: a bootstrap of ``n_boot`` refits.  Each replicate resamples every
+          run's relative residuals in moving blocks (a tenth of the run's fitted points
+          each, so the serial correlation of a loss curve is kept) and, for the models
+          with priors, draws the prior centres from ``PRIOR_DRAW`` times the priors
+          (randomize-then-optimize: a shape parameter the data barely determine, as in a
+          prediction far beyond the fitted steps, varies with its prior, which is where
+          most of the error of such an extrapolation comes from).  Refits start from the
+          fitted shape and use the models' search basis; the ``(1 - level)/2`` and
+          ``(1 + level)/2`` quantiles of the replicates are taken.
+        * the model itself: a relative error ``MODEL_ERROR`` (at 90%, scaled to
+          ``level`` by normal quantiles) for what no refit sees, e.g. a schedule unlike
+          the fitted ones.
+
+        ``PRIOR_DRAW`` and ``MODEL_ERROR`` are calibrated on real runs; the coverage (how
+        often the held-out loss falls inside) is reported by
         ``bench/validate_predictions.py --intervals`` and in docs/models.md.
         """
         level = V.check_scalar(level, "level")
@@ -201,7 +212,12 @@ class CurveFit:
         g = None if grad_sq is None else V.as_vector(grad_sq, "grad_sq")
         reps = _bootstrap(self, x, steps, g, int(n_boot), np.random.default_rng(seed))
         lo, hi = np.quantile(reps, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=0)
-        return lo, hi
+        pred = self.predict(x, at=steps, grad_sq=g)
+        # the model's own error, scaled from a 90% to a ``level`` interval (normal quantiles)
+        z = NormalDist().inv_cdf(0.5 + level / 2.0) / NormalDist().inv_cdf(0.95)
+        extra = MODEL_ERROR * z * np.abs(pred)
+        with np.errstate(invalid="ignore"):
+            return pred - np.hypot(np.maximum(pred - lo, 0.0), extra), pred + np.hypot(np.maximum(hi - pred, 0.0), extra)
 
     def value_and_grad(self, lr: ArrayLike, grad_sq: ArrayLike | None = None) -> tuple[float, FloatArray]:
         """The predicted loss at the last step ``T = len(lr)`` and its gradient with respect
@@ -254,6 +270,7 @@ class _FitData:
     theta: FloatArray
     design: FloatArray | None  # model="bound": the stacked design matrix
     robust: bool = False
+    members: tuple = ()  # an averaged model: the members' fits
 
 
 def _blocks(n: int, rng: np.random.Generator) -> NDArray[np.int64]:
@@ -267,6 +284,10 @@ def _bootstrap(fit: CurveFit, x: FloatArray, steps: NDArray[np.int64], g: FloatA
                rng: np.random.Generator) -> FloatArray:
     d = fit.data
     m = fit.model
+    if isinstance(m, Averaged):  # replicate k of the average = mean of the members' replicates k
+        seeds = rng.integers(0, 2**63 - 1, size=2)
+        return np.mean([_bootstrap(f, x, steps, g, n_boot, np.random.default_rng(seeds[0])) for f in d.members],
+                       axis=0)
     out = np.empty((n_boot, steps.shape[0]))
     if m.name == "bound":  # linear: resample absolute residuals, re-solve the same design
         a, b = _rescale(bound_curve_terms(x, g, at=steps), x, fit.peak_power)
@@ -300,7 +321,7 @@ def _bootstrap(fit: CurveFit, x: FloatArray, steps: NDArray[np.int64], g: FloatA
                 rel = y[sel] / p[sel] - 1.0
                 ystar[sel] = p[sel] * (1.0 + rel[_blocks(sel.size, rng)])
             ys.append(ystar)
-        centers = {par.name: par.prior[0] + par.prior[1] * rng.standard_normal()
+        centers = {par.name: par.prior[0] + PRIOR_DRAW * par.prior[1] * rng.standard_normal()
                    for par in shape if d.prior and par.prior is not None and not par.fixed}
         res = fit_separable(m, d.preps, ys, d.masks, prior=d.prior, start=d.theta, centers=centers, exact=False)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -398,8 +419,15 @@ def _check_peak_power(peak_power: float | str) -> float | None:
     return p
 
 
-BURN_FRAC = 0.05  # burn_in="auto": this fraction of each run's horizon T (chosen on held-out runs)
+BURN_FRAC = 0.1  # burn_in="auto": this fraction of each run's horizon T (chosen on held-out runs)
 POOR_RMS = 0.01  # warn when the fitted points' RMS relative error exceeds this
+# interval(): prior centres are drawn with PRIOR_DRAW times their width, and a relative model
+# error MODEL_ERROR is added in quadrature to the bootstrap's spread.  Both were calibrated on
+# the real runs of bench/validate_predictions.py (the default model's 90% intervals cover
+# about 90% of held-out final losses over the three protocols; docs/models.md).
+PRIOR_DRAW = 0.4
+WEIGHT_POWER = 0.0  # fitted points weigh (step / T)**WEIGHT_POWER within a run
+MODEL_ERROR = 0.0025
 
 
 def _auto_burn(burn_in: int | float | str, model: LossModel) -> int | float:
@@ -485,6 +513,8 @@ def fit_loss_curves(
         return _fit_bound(m, lrs, steps, losses, fit_steps, grad_sq, robust, terms, burn_in, peak_power)
     if robust or terms is not None or peak_power != 1.0:
         raise ValueError(f"robust, terms and peak_power are options of model='bound', not of {m.name!r}")
+    if isinstance(m, Averaged):
+        return _fit_averaged(m, lrs, steps, losses, fit_steps, grad_sq, burn_in, prior)
     runs = _runs(lrs, steps, losses, fit_steps, grad_sq, None, burn_in, needs_lr=True)
     n_params = len(m.coefs) + sum(not p.fixed for p in m.shape)
     n_fit = sum(int(r[5].sum()) for r in runs)
@@ -505,7 +535,8 @@ def fit_loss_curves(
             j = int(np.argmax(bad))
             raise ValueError(f"model {m.name!r} is infinite at step {s[j]}{tag} (its learning rate eta_{s[j]} is 0, "
                              "or no positive LR precedes it); exclude it with fit_steps")
-    res = fit_separable(m, preps, ys, masks, prior=prior)
+    pw = None if WEIGHT_POWER == 0 else [(r[1] / r[3].shape[0]) ** WEIGHT_POWER for r in runs]
+    res = fit_separable(m, preps, ys, masks, prior=prior, point_weights=pw)
     params = dict(zip(m.param_names, (*res.theta.tolist(), *res.coefs.tolist())))
     pred = np.concatenate([np.asarray(m.basis(res.theta, p), dtype=np.float64) @ res.coefs for p in preps])
     pred[~np.isfinite(pred)] = np.inf
@@ -527,6 +558,28 @@ def fit_loss_curves(
         run=np.concatenate([np.full(r[1].size, i, dtype=np.int64) for i, r in enumerate(runs)]),
         burned=burned, warnings=_warn(msgs),
         data=_FitData(tuple(preps), tuple(ys), tuple(masks), prior, res.theta, None, robust=False),
+    )
+
+
+def _fit_averaged(m: Averaged, lrs, steps, losses, fit_steps, grad_sq, burn_in, prior) -> CurveFit:
+    """Fit every member on its own; the averaged model predicts their mean."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FitWarning)
+        fits = [fit_loss_curves(lrs, steps, losses, model=member, fit_steps=fit_steps, grad_sq=grad_sq,
+                                burn_in=burn_in, prior=prior) for member in m.members]
+    del caught  # re-issued below with the member's name
+    params = {f"{f.model.name}:{k}": v for f in fits for k, v in f.params.items()}
+    first = fits[0]
+    pred = np.mean([f.prediction for f in fits], axis=0)
+    y, mask, burned = first.loss, first.fitted, first.burned
+    held = ~mask & ~burned
+    msgs = [f"{f.model.name}: {w}" for f in fits for w in f.warnings]
+    return CurveFit(
+        model=m, params=params,
+        r2=r_squared(y[mask], pred[mask]), r2_holdout=r_squared(y[held], pred[held]),
+        steps=first.steps, loss=y, fitted=mask, prediction=pred, run=first.run, burned=burned,
+        warnings=_warn(msgs),
+        data=_FitData(None, (), (), prior, np.empty(0), None, members=tuple(fits)),
     )
 
 

@@ -12,6 +12,8 @@ name          model
 bound         the paper's Generalization 1: ``L_inf + D~^2 a_tau + G~^2 b_tau`` (eq. 2.4)
 bound-alpha   the same with a power on the distance term, ``D~^2 a_tau^alpha``
 power-bound   the convex bound on the effective LR ``eta^p`` with ``D~^2 a'^alpha``
+sat-bound     the same on the saturating effective LR ``eta / (1 + eta / eta_c)``
+effective-bound  the mean prediction of power-bound and sat-bound (the default)
 annealing     Tissue et al. (2024): ``L0 + A S1^-alpha - C S2``
 mpl           Luo et al. (ICLR 2025), the multi-power law (seven parameters)
 ============  ===========================================================================
@@ -22,12 +24,13 @@ from __future__ import annotations
 from typing import Callable
 
 from .annealing import AnnealingLaw
+from .average import Averaged
 from .base import LossModel, Param
 from .convex import Bound, PowerBound
 from .mpl import MultiPowerLaw
 
-__all__ = ["LossModel", "Param", "MODELS", "DEFAULT_MODEL", "get_model", "names",
-           "Bound", "PowerBound", "AnnealingLaw", "MultiPowerLaw"]
+__all__ = ["LossModel", "Param", "MODELS", "DEFAULT_MODEL", "get_model", "names", "compare_models", "Leaderboard",
+           "Bound", "PowerBound", "Averaged", "AnnealingLaw", "MultiPowerLaw"]
 
 #: name -> factory of a model with its default options
 MODELS: dict[str, Callable[[], LossModel]] = {
@@ -35,11 +38,14 @@ MODELS: dict[str, Callable[[], LossModel]] = {
     "bound-alpha": lambda: PowerBound(alpha="fit", p=1.0),
     "power-bound": lambda: PowerBound(alpha="fit", p="fit"),
     "sat-bound": lambda: PowerBound(alpha="fit", lr_map="saturating"),
+    "effective-bound": lambda: Averaged(
+        [PowerBound(alpha="fit", p="fit"), PowerBound(alpha="fit", lr_map="saturating")], "effective-bound",
+        "the convex bound on the effective LR: the mean of power-bound and sat-bound"),
     "annealing": AnnealingLaw,
     "mpl": MultiPowerLaw,
 }
 #: the model fit_loss_curve(s) use when none is named (chosen by cross-validation)
-DEFAULT_MODEL = "power-bound"
+DEFAULT_MODEL = "effective-bound"
 
 
 def names() -> tuple[str, ...]:
@@ -60,3 +66,6 @@ def get_model(model: str | LossModel | None) -> LossModel:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(names())} "
                          "(or pass a cdfast.models.LossModel instance)")
     return MODELS[key]()
+
+
+from .compare import Leaderboard, compare_models  # noqa: E402  (compare imports the registry above)

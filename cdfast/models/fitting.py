@@ -66,12 +66,19 @@ class _Problem:
     """The profiled residual of one fit (data held, basis evaluated per theta)."""
 
     def __init__(self, model: LossModel, preps: Sequence[Any], ys: Sequence[FloatArray],
-                 masks: Sequence[np.ndarray], prior: bool, centers: dict[str, float] | None = None) -> None:
+                 masks: Sequence[np.ndarray], prior: bool, centers: dict[str, float] | None = None,
+                 point_weights: Sequence[FloatArray] | None = None) -> None:
         self.model = model
         self.preps = list(preps)
         self.ys = [np.asarray(y, dtype=np.float64)[m] for y, m in zip(ys, masks)]
         self.masks = [np.asarray(m, dtype=bool) for m in masks]
-        self.weights = [1.0 / math.sqrt(max(int(m.sum()), 1)) for m in self.masks]
+        if point_weights is None:
+            self.weights = [np.full(int(m.sum()), 1.0 / math.sqrt(max(int(m.sum()), 1))) for m in self.masks]
+        else:  # relative weights within each run, normalised so that every run still counts once
+            self.weights = []
+            for pw, m in zip(point_weights, self.masks):
+                w = np.asarray(pw, dtype=np.float64)[m]
+                self.weights.append(np.sqrt(w / w.sum()) if w.sum() > 0 else w)
         self.lo = np.array([p.lo for p in model.coefs], dtype=np.float64)
         self.hi = np.array([p.hi for p in model.coefs], dtype=np.float64)
         shape = model.shape
@@ -109,7 +116,7 @@ class _Problem:
             phi = self.model.basis(theta, prep) if exact else self.model.search_basis(theta, prep)
             phi = np.asarray(phi, dtype=np.float64)[m]
             rows.append(phi * (w / y)[:, None])
-            targets.append(np.full(y.shape[0], w))
+            targets.append(w)
         A = np.vstack(rows)
         if not np.all(np.isfinite(A)):
             return None
@@ -168,7 +175,8 @@ class _Problem:
 
 def fit_separable(model: LossModel, preps: Sequence[Any], ys: Sequence[FloatArray],
                   masks: Sequence[np.ndarray], *, prior: bool = True, start: FloatArray | None = None,
-                  centers: dict[str, float] | None = None, exact: bool = True) -> SeparableFit:
+                  centers: dict[str, float] | None = None, exact: bool = True,
+                  point_weights: Sequence[FloatArray] | None = None) -> SeparableFit:
     """Fit ``model`` to several runs at once (shared parameters); see the module docstring.
 
     Parameters
@@ -189,7 +197,7 @@ def fit_separable(model: LossModel, preps: Sequence[Any], ys: Sequence[FloatArra
     exact : bool
         Finish on the exact basis (True) or keep the search basis (faster, for refits).
     """
-    prob = _Problem(model, preps, ys, masks, prior, centers)
+    prob = _Problem(model, preps, ys, masks, prior, centers, point_weights)
     if not prob.free:
         theta = prob.base.copy()
         r, c = prob.solve(theta, exact=True)
