@@ -188,3 +188,27 @@ def test_refined_vs_exact(benchmark):
               f"{b_lin / b_exact - 1:+10.2e}")
         print(f"{'':<26} exact: {d_exact}\n{'':<26} Defazio: {d_ref}\n{'':<26} monotone: {d_mono}")
         assert b_exact <= b_mono * (1 + 1e-12) and b_exact <= b_ref and b_mono <= b_lin * (1 + 1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Planning a run from its log (cdfast plan): fit, three peak-LR searches, the model-optimal
+# schedule, intervals; the optimiser's share of the time, and the fit alone as the baseline
+
+
+def test_plan_fit_only(benchmark):
+    from cdfast.data import SAMPLE_RUN
+
+    lr, steps, loss = cdfast.io.read_log(SAMPLE_RUN).curve()
+    _group(benchmark, "plan sample run T=2.5e4", "fit_loss_curve", None)
+    benchmark.pedantic(cdfast.fit_loss_curve, args=(lr, steps, loss), rounds=3, iterations=1)
+
+
+def test_plan_sample_run(benchmark):
+    from cdfast.data import SAMPLE_RUN
+
+    _group(benchmark, "plan sample run T=2.5e4", "cdfast plan_schedule", "fit_loss_curve")
+    plan = benchmark.pedantic(cdfast.plan_schedule, args=(SAMPLE_RUN, 25_000), kwargs=dict(n_boot=100), rounds=1,
+                              iterations=1)
+    print(f"\n{plan.summary()}\nplan_schedule {plan.seconds:.1f} s, of which the optimiser {plan.result.seconds:.1f} s "
+          f"({plan.result.evaluations} evaluations of the model's value and gradient)")
+    assert plan.optimal.loss <= min(f.loss for f in plan.families) * (1 + 1e-12)

@@ -38,6 +38,7 @@ __all__ = [
     "plot_schedule", "plot_bound_curve", "plot_fit", "plot_residuals", "plot_prediction", "plot_exam",
     "plot_peak_lr", "plot_peak_scan", "distinct_labels",
     "curve_figure", "fit_figure", "prediction_figure", "report_figure", "exam_figure", "peak_lr_figure",
+    "plan_figure",
 ]
 
 
@@ -499,3 +500,79 @@ def peak_lr_figure(curves: Sequence[tuple[str, float, float]], *, D: float = 1.0
         ax.set_title(_wrap(title), fontsize="medium")
     ax.figure.tight_layout()
     return ax.figure
+
+
+def plan_figure(schedules: Sequence[Mapping[str, Any]], *, logged_steps: ArrayLike | None = None,
+                logged_loss: ArrayLike | None = None, run_lr: ArrayLike | None = None, level: float | None = None,
+                title: str | None = None) -> Any:
+    """The figure of ``cdfast plan``: the planned schedules (top), their predicted loss
+    curves (middle, with the logged losses of the fitted run when given) and the end of
+    training enlarged, with each predicted final loss and its interval (bottom).
+
+    ``schedules`` holds dicts with ``label``, ``lr``, ``steps``, ``loss`` (the predicted
+    curve) and optionally ``final``, ``lo``, ``hi`` (the predicted loss at T and its
+    interval at ``level``).  ``run_lr`` (the logged run's LRs) is drawn in grey.
+    """
+    plt = _pyplot()
+    fig, (ax_lr, ax_l, ax_z) = plt.subplots(3, 1, figsize=(7.5, 9), height_ratios=(1.2, 2, 1.8))
+    if run_lr is not None:
+        plot_schedule(run_lr, ax=ax_lr, color="0.6", ls=":", label="logged run")
+    if logged_steps is not None and logged_loss is not None:
+        ax_l.plot(np.asarray(logged_steps), np.asarray(logged_loss, dtype=float), ".", ms=3, color="0.45",
+                  label="logged loss")
+    T = max(int(np.asarray(p["lr"]).shape[0]) for p in schedules) if schedules else 1
+    start = 0.6 * T
+    lows, highs = [], []
+    for k, p in enumerate(schedules):
+        color = f"C{k % 10}"
+        optimal = p["label"].startswith("optimal")
+        style = {"color": color, "lw": 2.0 if optimal else 1.2, "ls": "-" if optimal else "--"}
+        plot_schedule(p["lr"], ax=ax_lr, label=p["label"], **style)
+        steps, y = np.asarray(p["steps"]), np.asarray(p["loss"], dtype=float)
+        ax_l.plot(steps, y, label=p["label"], **style)
+        tail = steps >= start
+        ax_z.plot(steps[tail], y[tail], label=p["label"], **style)
+        if p.get("final") is not None:  # side by side just after T, so that the intervals do not overlap
+            final = float(p["final"])
+            x = steps[-1] + (0.015 + 0.012 * k) * (steps[-1] - start)
+            lo, hi = p.get("lo"), p.get("hi")
+            if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
+                ax_z.errorbar([x], [final], yerr=[[final - float(lo)], [float(hi) - final]], fmt="o",
+                              color=color, ms=4, capsize=3)
+                lows.append(float(lo))
+                highs.append(float(hi))
+            else:
+                ax_z.plot([x], [final], "o", color=color, ms=4)
+        finite = y[tail & np.isfinite(y)]
+        if finite.size:
+            lows.append(float(finite.min()))
+            highs.append(float(finite.max()))
+    if lows:
+        lo, hi = min(lows), max(highs)
+        span = (hi - lo) or 1.0
+        ax_z.set_ylim(lo - 0.05 * span, hi + 0.05 * span)
+    shown = [np.asarray(p["loss"], dtype=float)[np.asarray(p["steps"]) >= 0.05 * T] for p in schedules]
+    if logged_steps is not None and logged_loss is not None:
+        inside = (np.asarray(logged_steps) >= 0.05 * T) & (np.asarray(logged_steps) <= T)
+        shown.append(np.asarray(logged_loss, dtype=float)[inside])
+    finite = np.concatenate(shown or [np.zeros(0)])
+    finite = finite[np.isfinite(finite)]
+    if finite.size:  # the first steps' losses are far above the rest: frame the part that matters
+        lo, hi = float(finite.min()), float(finite.max())
+        span = (hi - lo) or 1.0
+        ax_l.set_ylim(lo - 0.05 * span, hi + 0.1 * span)
+    for ax in (ax_lr, ax_l):
+        ax.set_xlim(0, T * 1.01)
+    ax_lr.set_xlabel("")
+    ax_lr.legend(fontsize="x-small", ncol=2)
+    ax_l.set_ylabel("predicted loss")
+    ax_l.set_xlabel("")
+    ax_l.legend(fontsize="x-small", ncol=2)
+    ax_z.set_xlabel("step")
+    ax_z.set_ylabel("predicted loss")
+    ax_z.set_title("the last 40% of training" + (f"; predicted final loss with its {100 * level:g}% interval"
+                                                  if level is not None else ""), fontsize="small")
+    if title:
+        ax_lr.set_title(_wrap(title, 80), fontsize="medium")
+    fig.tight_layout()
+    return fig

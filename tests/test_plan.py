@@ -1,0 +1,270 @@
+"""Planning a run from its log (cdfast.plan_schedule), the refined schedule from logged
+gradient norms (cdfast.refine_schedule), and the schedule files they write.
+
+Expected values come from the literal nested sums of eq. (2.4) (tests/naive.py): under
+the paper's model ``L_inf + D~^2 a + G~^2 b`` the final loss of ``eta * shape`` is
+``L_inf + D~^2 a(shape) / eta + G~^2 b(shape) eta``, least at ``eta = sqrt(D~^2 a / (G~^2 b))``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import cdfast
+from cdfast import schedules as S
+from cdfast.io import read_lr_file, write_schedule
+from naive import last_iterate_naive
+
+L_INF, D_SQ, G_SQ = 2.5, 0.8, 0.05
+T_RUN = 160  # the synthetic run
+T_PLAN = 120  # the planned horizon (naive sums are O(T^2) in Python)
+W = 12
+
+
+def _terms_naive(shape, grad_sq=None):
+    """(a, b) of eq. (2.4) from the nested sums: bound = D^2 a + G^2 b."""
+    return (last_iterate_naive(shape, D=1.0, G=0.0, grad_sq=grad_sq),
+            last_iterate_naive(shape, D=0.0, G=1.0, grad_sq=grad_sq))
+
+
+def _ramp_then(decay, W):
+    """The plan's convention: a ramp t / W for t < W, then the decay (peak 1 at step W)."""
+    return np.concatenate([np.arange(W) / W, decay])
+
+
+@pytest.fixture(scope="module")
+def bound_fit():
+    """The paper's model fitted to a synthetic run whose losses follow eq. (2.4) plus a
+    small deterministic wiggle (so that the bootstrap intervals have width)."""
+    lr = 0.05 * _ramp_then(S.cosine(T_RUN - W), W)
+    steps = np.arange(8, T_RUN + 1, 4)
+    loss = np.array([last_iterate_naive(lr[:s], math.sqrt(D_SQ), math.sqrt(G_SQ), L_INF) for s in steps])
+    loss *= 1.0 + 2e-3 * np.sin(steps / 3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cdfast.fit_loss_curve(lr, steps, loss, model="bound")
+
+
+@pytest.fixture(scope="module")
+def bound_plan(bound_fit):
+    return cdfast.plan_schedule(bound_fit, T_PLAN, warmup=W, n_boot=40)
+
+
+def test_best_peak_lrs_match_the_closed_form(bound_fit, bound_plan):
+    L, D2, G2 = (bound_fit.params[k] for k in ("L_inf", "D_sq", "G_sq"))
+    assert [s.name for s in bound_plan.schedules] == ["cosine", "wsd", "linear", "optimal"]
+    for name, decay in (("cosine", S.cosine(T_PLAN - W)), ("wsd", S.wsd(T_PLAN - W, decay_frac=0.2)),
+                        ("linear", S.linear(T_PLAN - W))):
+        shape = _ramp_then(decay, W)
+        a, b = _terms_naive(shape)
+        got = bound_plan[name]
+        assert got.peak_lr == pytest.approx(math.sqrt(D2 * a / (G2 * b)), rel=1e-5)
+        assert got.loss == pytest.approx(L + 2.0 * math.sqrt(D2 * G2 * a * b), rel=1e-10)
+        assert got.lr == pytest.approx(got.peak_lr * shape, rel=1e-15, abs=0)
+        assert got.edge == ""
+
+
+def test_the_optimal_schedule_is_no_worse_than_the_families(bound_fit, bound_plan):
+    opt = bound_plan.optimal
+    assert opt.loss <= min(f.loss for f in bound_plan.families) * (1 + 1e-12)
+    assert bound_plan.best is opt
+    # feasible: the ramp to lr[W], non-increasing after it; its loss is the model's at T
+    assert opt.lr[:W] == pytest.approx(opt.lr[W] * np.arange(W) / W, rel=1e-15, abs=0)
+    assert (np.diff(opt.lr[W:]) <= 0).all() and opt.peak_lr == opt.lr[W]
+    L, D2, G2 = (bound_fit.params[k] for k in ("L_inf", "D_sq", "G_sq"))
+    assert opt.loss == pytest.approx(last_iterate_naive(opt.lr, math.sqrt(D2), math.sqrt(G2), L), rel=1e-12)
+    assert np.array_equal(np.asarray(bound_plan), opt.lr)
+    assert bound_plan.result.converged
+
+
+def test_intervals_are_the_fits_intervals_at_T(bound_fit, bound_plan):
+    for s in bound_plan.schedules:
+        lo, hi = bound_fit.interval(s.lr, at=[T_PLAN], level=0.9, n_boot=40, seed=0)
+        assert (s.lo, s.hi) == (lo[0], hi[0])
+        assert s.lo < s.hi
+    plain = cdfast.plan_schedule(bound_fit, T_PLAN, warmup=W, n_boot=0, families=["linear"])
+    assert math.isnan(plain.optimal.lo) and math.isnan(plain["linear"].hi)
+    assert plain.optimal.lr == pytest.approx(bound_plan.optimal.lr, rel=1e-12)
+
+
+def test_an_optimum_free_to_rise_is_no_worse(bound_fit, bound_plan):
+    free = cdfast.plan_schedule(bound_fit, T_PLAN, warmup=W, n_boot=0, monotone=False)
+    assert not free.result.monotone
+    assert free.optimal.loss <= bound_plan.optimal.loss * (1 + 1e-12)
+    assert "non-increasing" not in free.summary()
+
+
+def test_summary_and_table(bound_plan):
+    text = bound_plan.summary()
+    for name in ("cosine", "wsd", "linear", "optimal", "90% interval", "converged"):
+        assert name in text
+    columns, rows = bound_plan.table()
+    assert columns[:3] == ["schedule", "peak_lr", "final_loss"] and [r[0] for r in rows][-1] == "optimal"
+    assert bound_plan.predict("optimal", at=[T_PLAN])[0] == pytest.approx(bound_plan.optimal.loss, rel=1e-14)
+
+
+def test_families_with_parameters_and_a_search_range(bound_fit):
+    L, D2, G2 = (bound_fit.params[k] for k in ("L_inf", "D_sq", "G_sq"))
+    plan = cdfast.plan_schedule(bound_fit, T_PLAN, warmup=0, families=[("wsd", {"decay_frac": 0.5})],
+                                peak_lr_range=(1e-4, 1e-2), n_boot=0)
+    a, b = _terms_naive(S.wsd(T_PLAN, decay_frac=0.5))
+    assert math.sqrt(D2 * a / (G2 * b)) > 1e-2  # the minimum lies above the range: its top end, flagged
+    got = plan["wsd:decay_frac=0.5"]
+    assert got.edge == ">" and got.peak_lr == pytest.approx(1e-2, rel=1e-6)
+    assert plan.optimal.loss <= got.loss
+
+
+def test_the_packaged_run_with_the_default_model():
+    plan = cdfast.plan_schedule(cdfast.data.SAMPLE_RUN, 1500, n_boot=0)
+    assert plan.fit.model.name == cdfast.models.DEFAULT_MODEL
+    assert plan.warmup == 299 and plan.run_T == 25000  # the run's own warmup, kept
+    assert plan.optimal.loss <= min(f.loss for f in plan.families) * (1 + 1e-12)
+    for s in plan.schedules:
+        assert s.loss == pytest.approx(float(plan.fit.predict(s.lr, at=[1500])[0]), rel=1e-14)
+
+
+def test_a_real_run(data_dir):
+    runs = sorted((data_dir / "llm124m").glob("ann124-0.8_*iter15000*.json"))
+    if not runs:
+        pytest.skip("the WSD run of shared/data/llm124m is missing")
+    plan = cdfast.plan_schedule(runs[0], 4000, n_boot=0)
+    assert plan.optimal.loss <= min(f.loss for f in plan.families) * (1 + 1e-12)
+    assert plan.result.converged and (np.diff(plan.optimal.lr[plan.warmup:]) <= 0).all()
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(T=1), ValueError, "T = 1 must be >= 2"),
+    (dict(T=2.5), TypeError, "T must be a whole number"),
+    (dict(T=50, warmup=50), ValueError, "warmup = 50 must be < T = 50"),
+    (dict(T=50, families=["nope"]), ValueError, "unknown schedule 'nope'"),
+    (dict(T=50, families=[("wsd", {"warmup": 3})]), ValueError, "the warmup is the plan's"),
+    (dict(T=50, families=["linear", "linear"]), ValueError, "listed twice"),
+    (dict(T=50, families=[3]), TypeError, "neither a schedule name"),
+    (dict(T=50, peak_lr_range=(1.0, 0.5)), ValueError, "0 < low < high"),
+    (dict(T=50, level=1.5), ValueError, "level = 1.5 must lie in"),
+    (dict(T=50, n_boot=5), ValueError, "n_boot = 5 must be 0"),
+    (dict(T=50, model="bound"), ValueError, "already a CurveFit"),
+])
+def test_bad_input_names_the_argument(bound_fit, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        cdfast.plan_schedule(bound_fit, **kwargs)
+
+
+def test_a_model_without_a_gradient_is_refused():
+    lr = 0.05 * S.linear(80)
+    steps = np.arange(4, 81, 4)
+    loss = 2.0 + 1.0 / np.sqrt(steps)
+    fits = [cdfast.fit_loss_curve(lr, steps, loss, model="bound", peak_power=0.8)]  # the peak enters via max(lr)
+    with pytest.raises(ValueError, match="gradient"):
+        cdfast.plan_schedule(fits[0], 50)
+    with pytest.raises(TypeError, match="CurveFit, a TrainingLog or the path"):
+        cdfast.plan_schedule(42, 50)
+
+
+# ---------------------------------------------------------------------------
+# refine_schedule
+
+
+def test_refined_from_constant_norms_is_linear_decay():
+    T = 100
+    res = cdfast.refine_schedule(np.full(T, 3.0), peak_lr=0.01)
+    assert res.lr == pytest.approx(0.01 * np.arange(T, 0, -1) / T, rel=1e-14)  # Defazio et al.: (T - t) / T
+    assert res.bounds["refined"] == pytest.approx(res.bounds["linear"], rel=1e-13)
+    # each bound is 2 sqrt(a b) of its unit-peak shape (eq. 2.4 at the best peak LR, D = G = 1)
+    for name, shape in res.schedules.items():
+        a, b = _terms_naive(shape, grad_sq=np.full(T, 9.0))
+        assert res.bounds[name] == pytest.approx(2.0 * math.sqrt(a * b), rel=1e-11), name
+    excess = res.excess
+    assert excess["exact"] == 0.0 and min(excess.values()) >= -1e-12
+    assert res.bounds["monotone"] <= res.bounds["linear"] * (1 + 1e-12)
+    assert "refined" in res.summary() and "exact" in res.summary()
+
+
+def test_growing_norms_move_the_decay_earlier():
+    T = 400
+    flat = cdfast.refine_schedule(np.ones(T))
+    growing = cdfast.refine_schedule(np.linspace(1.0, 3.0, T))
+    for name in ("exact", "refined"):
+        assert (cdfast.RefinedSchedule.describe(growing.schedules[name])["half_at"]
+                < cdfast.RefinedSchedule.describe(flat.schedules[name])["half_at"] - 0.05)
+
+
+def test_refine_reads_the_norms_of_a_log(tmp_path):
+    T = 120
+    lr = 0.02 * S.linear(T)
+    g = 1.0 + 0.5 * np.arange(T) / T
+    path = tmp_path / "run.csv"
+    path.write_text("step,lr,grad_norm,val_loss\n" + "".join(
+        f"{s},{float(lr[s - 1])!r},{float(g[s - 1])!r},{3.0 + 1.0 / s!r}\n" for s in range(1, T + 1)))
+    res = cdfast.refine_schedule(path)
+    assert res.T == T and res.peak_lr == pytest.approx(0.02, rel=1e-15) and res.coverage == (1, T, T)
+    assert res.lr == pytest.approx(S.refined(g, peak_lr=0.02), rel=1e-13)
+
+
+def test_refine_without_norms_says_so():
+    with pytest.raises(ValueError, match="has no gradient norms"):
+        cdfast.refine_schedule(cdfast.data.SAMPLE_RUN)
+    with pytest.raises(ValueError, match=r"grad_norms\[2\] is 0"):
+        cdfast.refine_schedule([1.0, 2.0, 0.0, 1.0])
+
+
+# ---------------------------------------------------------------------------
+# schedule files
+
+LR = np.concatenate([0.003 * np.arange(5) / 5, 0.003 * S.cosine(40)])
+
+
+def test_csv_and_npy_round_trip_exactly(tmp_path):
+    for name in ("s.csv", "s.npy"):
+        write_schedule(tmp_path / name, LR)
+        assert np.array_equal(read_lr_file(str(tmp_path / name)), LR)
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert lines[0] == "step,lr" and lines[1].startswith("1,") and lines[-1].startswith(f"{LR.shape[0]},")
+
+
+def test_json_is_the_lambdalr_form(tmp_path):
+    write_schedule(tmp_path / "s.json", LR, source="test")
+    spec = json.loads((tmp_path / "s.json").read_text())
+    assert spec["T"] == LR.shape[0] and spec["peak_lr"] == LR.max() and spec["source"] == "test"
+    assert np.array_equal(np.array(spec["multipliers"]), LR / LR.max())
+
+
+def test_python_module_defines_lr_lambda(tmp_path):
+    write_schedule(tmp_path / "my_schedule.py", LR)
+    spec = importlib.util.spec_from_file_location("my_schedule", tmp_path / "my_schedule.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.PEAK_LR == LR.max() and mod.T == LR.shape[0]
+    assert [mod.lr_lambda(i) for i in range(LR.shape[0] + 3)] == (list(LR / LR.max()) + [LR[-1] / LR.max()] * 3)
+    assert "from my_schedule import PEAK_LR, lr_lambda" in (tmp_path / "my_schedule.py").read_text()
+
+
+def test_torch_lambdalr_reproduces_the_schedule(tmp_path):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    write_schedule(tmp_path / "s.json", LR)
+    spec = json.loads((tmp_path / "s.json").read_text())
+    mult, T = spec["multipliers"], spec["T"]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=spec["peak_lr"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: mult[min(i, T - 1)])
+    used = []
+    for _ in range(T):  # update i + 1 runs with the LR set after i scheduler steps
+        used.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert np.array(used) == pytest.approx(LR, rel=2e-16, abs=0)
+
+
+def test_bad_schedule_files(tmp_path):
+    with pytest.raises(ValueError, match="must end in .csv, .npy, .json, .py"):
+        write_schedule(tmp_path / "s.txt", LR)
+    with pytest.raises(ValueError, match="all zeros"):
+        write_schedule(tmp_path / "s.json", np.zeros(4))
+    with pytest.raises(ValueError, match=r"lr\[1\] is nan"):
+        write_schedule(tmp_path / "s.csv", [1.0, np.nan])
+    assert not list(tmp_path.iterdir())
