@@ -271,6 +271,7 @@ class _FitData:
     design: FloatArray | None  # model="bound": the stacked design matrix
     robust: bool = False
     members: tuple = ()  # an averaged model: the members' fits
+    weights: list | None = None  # relative point weights of the fit
 
 
 def _blocks(n: int, rng: np.random.Generator) -> NDArray[np.int64]:
@@ -323,7 +324,8 @@ def _bootstrap(fit: CurveFit, x: FloatArray, steps: NDArray[np.int64], g: FloatA
             ys.append(ystar)
         centers = {par.name: par.prior[0] + PRIOR_DRAW * par.prior[1] * rng.standard_normal()
                    for par in shape if d.prior and par.prior is not None and not par.fixed}
-        res = fit_separable(m, d.preps, ys, d.masks, prior=d.prior, start=d.theta, centers=centers, exact=False)
+        res = fit_separable(m, d.preps, ys, d.masks, prior=d.prior, start=d.theta, centers=centers, exact=False,
+                            point_weights=d.weights)
         with np.errstate(invalid="ignore", over="ignore"):
             out[k] = np.asarray(m.search_basis(res.theta, prep_t), dtype=np.float64) @ res.coefs
     return out
@@ -426,7 +428,7 @@ POOR_RMS = 0.01  # warn when the fitted points' RMS relative error exceeds this
 # the real runs of bench/validate_predictions.py (the default model's 90% intervals cover
 # about 90% of held-out final losses over the three protocols; docs/models.md).
 PRIOR_DRAW = 0.4
-WEIGHT_POWER = 0.0  # fitted points weigh (step / T)**WEIGHT_POWER within a run
+WEIGHT_POWER = 1.0  # fitted points weigh (step / T)**WEIGHT_POWER within a run (later points count more)
 MODEL_ERROR = 0.0025
 
 
@@ -557,7 +559,7 @@ def fit_loss_curves(
         steps=np.concatenate([r[1] for r in runs]), loss=y, fitted=mask, prediction=pred,
         run=np.concatenate([np.full(r[1].size, i, dtype=np.int64) for i, r in enumerate(runs)]),
         burned=burned, warnings=_warn(msgs),
-        data=_FitData(tuple(preps), tuple(ys), tuple(masks), prior, res.theta, None, robust=False),
+        data=_FitData(tuple(preps), tuple(ys), tuple(masks), prior, res.theta, None, robust=False, weights=pw),
     )
 
 

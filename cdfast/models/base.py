@@ -103,6 +103,10 @@ class LossModel(ABC):
     def basis(self, theta: FloatArray, prep: Any) -> FloatArray:
         """Columns ``phi_k(tau; theta)`` at the prepared steps, shape ``(len(steps), len(coefs))``."""
 
+    #: whether :meth:`search_basis` is a surrogate of :meth:`basis` (the fit then polishes
+    #: its optimum on the exact basis)
+    has_surrogate: ClassVar[bool] = False
+
     def search_basis(self, theta: FloatArray, prep: Any) -> FloatArray:
         """The basis used while searching ``theta``; by default :meth:`basis`.
 

@@ -19,7 +19,8 @@ dimensions) on the *profiled* residuals (Golub and Pereyra's variable projection
   finite-difference Jacobian) from the best few of the model's start values (each
   parameter's ``start`` values varied one at a time around the first ones), the profile
   being non-convex in ``theta``.  It runs on :meth:`LossModel.search_basis` (possibly a
-  cheap surrogate); the result is re-solved on the exact :meth:`LossModel.basis`.
+  cheap surrogate); a model with a surrogate is then polished by a few steps on the exact
+  :meth:`LossModel.basis`, on which the result is re-solved.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ __all__ = ["SeparableFit", "fit_separable", "PRIOR_NOISE"]
 PRIOR_NOISE = 1e-3
 #: Local searches run from this many of the best start values.
 LOCAL_STARTS = 2
+#: The gradient test of the searches: tighter than scipy's default, which
+#: stops at once on curves that a model fits to 1e-4 (the residuals, hence gradients, are tiny).
+TOLERANCES = dict(gtol=1e-12)
+#: Evaluations of the exact basis that polish a surrogate search's optimum (the few
+#: trust-region steps from a nearby start that the surrogate's small error needs).
+POLISH_NFEV = 6
 #: Residual used for a shape at which some fitted step has a non-finite basis value.
 _BAD = 1e3
 
@@ -95,6 +102,7 @@ class _Problem:
                        for k, i in enumerate(self.free) if prior and shape[i].prior is not None]
         self.n_data = sum(int(m.sum()) for m in self.masks)
         self.nfev = 0
+        self.exact = False  # residuals on the search basis until the final polish
 
     # -- coordinates --------------------------------------------------------
 
@@ -139,7 +147,7 @@ class _Problem:
         return np.array([PRIOR_NOISE * (z[k] - center) / width for k, (center, width) in self.priors])
 
     def residuals(self, z: FloatArray) -> FloatArray:
-        r, _ = self.solve(self.theta(z))
+        r, _ = self.solve(self.theta(z), self.exact)
         return np.concatenate([r, self.prior_residuals(z)]) if self.priors else r
 
     def cost(self, z: FloatArray) -> float:
@@ -212,7 +220,7 @@ def fit_separable(model: LossModel, preps: Sequence[Any], ys: Sequence[FloatArra
         if not math.isfinite(cost0):
             continue
         out = least_squares(prob.residuals, z0, bounds=(prob.zlo, prob.zhi), method="trf",
-                            diff_step=1e-6, x_scale="jac", max_nfev=200)
+                            diff_step=1e-6, x_scale="jac", max_nfev=200, **TOLERANCES)
         cost = 2.0 * float(out.cost)
         if best is None or cost < best[0]:
             best = (cost, out.x, bool(out.status > 0))
@@ -220,6 +228,11 @@ def fit_separable(model: LossModel, preps: Sequence[Any], ys: Sequence[FloatArra
         raise ValueError(f"model {model.name!r}: no start value gives a finite fit; check the data "
                          "(losses must be positive and the model finite at every fitted step)")
     _, z, converged = best
+    if exact and model.has_surrogate:  # polish the surrogate's optimum on the exact basis
+        prob.exact = True
+        out = least_squares(prob.residuals, z, bounds=(prob.zlo, prob.zhi), method="trf",
+                            diff_step=1e-6, x_scale="jac", max_nfev=POLISH_NFEV, **TOLERANCES)
+        z, converged = out.x, bool(out.status > 0)
     theta = prob.theta(z)
     r, c = prob.solve(theta, exact=exact)
     if c is None:

@@ -23,6 +23,8 @@ from ._numba_peers import _mpl_drop
 from ._peers import check_theta, check_warmup, last_warmup_step, run_inputs
 from .base import FloatArray, IntArray, LossModel, Param
 
+SEARCH_RTOL = 1e-4  # accuracy of the loss-drop sum while a fit searches (ample for the search)
+
 __all__ = ["MultiPowerLaw", "MPLPrep", "quadrature_nodes"]
 
 _INF = math.inf
@@ -219,7 +221,7 @@ class MultiPowerLaw(LossModel):
             x_max = math.fsum(seg[1:])
         return MPLPrep(lr, steps, P, K, eta_hi, eta_lo, x_max)
 
-    def drop_parts(self, theta: FloatArray, prep: MPLPrep) -> tuple[FloatArray, FloatArray]:
+    def drop_parts(self, theta: FloatArray, prep: MPLPrep, rtol: float | None = None) -> tuple[FloatArray, FloatArray]:
         """``sum d_k G_k`` at the steps, split into its positive and negative parts.
 
         ``sum_k d_k G_k(tau) = pos - neg`` and ``sum_k |d_k| G_k(tau) = pos + neg`` (the
@@ -232,17 +234,25 @@ class MultiPowerLaw(LossModel):
         if math.isnan(prep.eta_hi):
             u, h, win = np.empty(0), 1.0, np.zeros(4)
         else:
-            u, h, win = quadrature_nodes(beta, gamma, C, self.rtol, prep.eta_lo, prep.eta_hi, prep.x_max)
+            u, h, win = quadrature_nodes(beta, gamma, C, self.rtol if rtol is None else rtol,
+                                         prep.eta_lo, prep.eta_hi, prep.x_max)
         work = np.empty((6, u.shape[0]))
         scale = h / math.gamma(beta) if u.shape[0] else 0.0
         _mpl_drop(prep.lr, prep.K, prep.steps, gamma, beta, math.log(C), u, np.exp(u), h, scale, win, work, pos, neg)
         return pos, neg
 
-    def basis(self, theta: FloatArray, prep: MPLPrep) -> FloatArray:
+    def basis(self, theta: FloatArray, prep: MPLPrep, rtol: float | None = None) -> FloatArray:
         """Columns ``[1, P_tau^-alpha, -sum_k d_k G_k(tau)]`` at the prepared steps."""
-        pos, neg = self.drop_parts(theta, prep)
+        pos, neg = self.drop_parts(theta, prep, rtol)
         out = np.empty((prep.steps.shape[0], 3))
         out[:, 0] = 1.0
         out[:, 1] = prep.P ** -float(theta[0])
         out[:, 2] = neg - pos
         return out
+
+    has_surrogate = True
+
+    def search_basis(self, theta: FloatArray, prep: MPLPrep) -> FloatArray:
+        """:meth:`basis` at the looser ``SEARCH_RTOL`` (fewer nodes) while the fit searches;
+        the fit's final evaluation uses ``rtol``."""
+        return self.basis(theta, prep, rtol=max(self.rtol, SEARCH_RTOL))
