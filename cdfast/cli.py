@@ -1026,39 +1026,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    import cdfast
-
-    compare = getattr(cdfast, "compare_models", None)
-    if compare is None:
-        raise _not_available("comparing models", "compare_models")
-    _check_out(args.out, (".csv", ".json"), "--out")
+    from . import compare_models
     from .io import read_log
 
+    _check_out(args.out, (".csv", ".json"), "--out")
     logs = [read_log(p, loss=args.loss) for p in args.paths]
-    kwargs: dict[str, Any] = {}
-    if args.models:
-        kwargs["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        board = compare(logs, **kwargs)
+    models = None if not args.models else [m.strip() for m in args.models.split(",") if m.strip()]
+    board = compare_models(logs, models=models)
     print(board)
     if args.out:
-        rows = list(getattr(board, "rows", []))
-        if rows and isinstance(rows[0], dict):
-            columns = list(rows[0])
-            table = [[r.get(c) for c in columns] for r in rows]
-        elif rows and hasattr(rows[0], "__dataclass_fields__"):
-            import dataclasses
-
-            columns = [f.name for f in dataclasses.fields(rows[0])]
-            table = [[getattr(r, c) for c in columns] for r in rows]
-        elif rows and hasattr(rows[0], "_fields"):
-            columns = list(rows[0]._fields)
-            table = [list(r) for r in rows]
-        else:
-            columns = list(getattr(board, "columns", [])) or [f"col{i}" for i in range(len(rows[0]) if rows else 0)]
-            table = [list(r) for r in rows]
-        write_table(args.out, columns, table)
+        columns = list(board.rows[0])
+        write_table(args.out, columns, [[r[c] for c in columns] for r in board.rows])
         print(f"wrote {args.out}")
     return 0
 
