@@ -32,19 +32,6 @@
 #define PAIR_MIN 0x1p-250
 #define PAIR_MAX 0x1p+250
 
-/* Neumaier's compensated addition: (*hi + *lo) += x, with the rounding error
- * of every step kept in *lo.  Used once per chunk, so its serial latency is
- * amortised over CHUNK elements. */
-static inline void neumaier_add(double *hi, double *lo, double x)
-{
-    double s = *hi + x;
-    if (fabs(*hi) >= fabs(x))
-        *lo += (*hi - s) + x;
-    else
-        *lo += (x - s) + *hi;
-    *hi = s;
-}
-
 /* w_j = eta_j^2 G_j^2, the numerator of every term of the single-sum form. */
 static inline double weight(const double *lr, const double *g, size_t j)
 {

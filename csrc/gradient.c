@@ -26,18 +26,6 @@
 #define GRAD_LANES 8 /* lane_suffix8 / lane_prefix8 spell out the 8 chains */
 #define GRAD_LANE (GRAD_CHUNK / GRAD_LANES)
 
-/* Neumaier's compensated addition, as neumaier_add in cdfast.c and _neumaier_add in
- * cdfast/_numba.py (static there, so this file keeps its own copy). */
-static inline void grad_neumaier_add(double *hi, double *lo, double x)
-{
-    double s = *hi + x;
-    if (fabs(*hi) >= fabs(x))
-        *lo += (*hi - s) + x;
-    else
-        *lo += (x - s) + *hi;
-    *hi = s;
-}
-
 /* Pass 1's chunk total: eight strided accumulators over x[0 .. m-1], the remainder
  * into accumulator 0, then a fixed tree. */
 static double strided_sum(const double *restrict x, size_t m)
@@ -156,7 +144,7 @@ int cdfast_last_iterate_grad(const double *lr, const double *grad_sq, size_t n, 
     for (size_t c = nch; c-- > 0;) {
         size_t lo = c * GRAD_CHUNK, hi = lo + GRAD_CHUNK < m ? lo + GRAD_CHUNK : m;
         grad[lo] = c_hi + c_lo;
-        grad_neumaier_add(&c_hi, &c_lo, strided_sum(lr + lo, hi - lo));
+        neumaier_add(&c_hi, &c_lo, strided_sum(lr + lo, hi - lo));
     }
     double total = c_hi + c_lo;
     double cd = d2 * (0.5 / (total * total));
@@ -178,8 +166,8 @@ int cdfast_last_iterate_grad(const double *lr, const double *grad_sq, size_t n, 
             flags |= grad_chunk(xb, grad_sq ? gb : NULL, base, s_hi + s_lo, cd, g2, ob, &part, &ssum);
             memcpy(grad + lo, ob, w * sizeof *ob);
         }
-        grad_neumaier_add(&b_hi, &b_lo, part);
-        grad_neumaier_add(&s_hi, &s_lo, ssum);
+        neumaier_add(&b_hi, &b_lo, part);
+        neumaier_add(&s_hi, &s_lo, ssum);
     }
     double last = lr[n - 1];
     double gl = grad_sq ? grad_sq[n - 1] : 1.0;
