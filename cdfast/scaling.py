@@ -12,11 +12,12 @@ smallest geometric mean of ``Q~`` across the sizes where it was run).  Then
     L(N, T) = L_inf(eta_ref*; N) + Q~(eta_ref*; N) / sqrt(T),
     eta_peak*(N, T) = eta_ref* / sqrt(T)      (= eta_peak*(N_s, T_s) sqrt(T_s / T)).
 
-At a fitted size the law uses that size's line.  At another size ``L_inf`` and ``Q~``
+At a fitted size the law uses that size's line.  At another size (or at a size whose
+``eta_ref*`` cell has fewer than two horizons, hence no line) ``L_inf`` and ``Q~``
 are extrapolated as power laws in ``N`` (straight lines in log-log, least squares over
-the fitted sizes; at least two sizes needed).  Intervals come from a residual bootstrap:
-the pooled residuals of all lines are resampled onto the fitted values and the whole
-procedure (lines, choice of ``eta_ref*``, power laws) is repeated.
+the sizes with a line at ``eta_ref*``; at least two needed).  Intervals come from a
+residual bootstrap: the pooled residuals of all lines are resampled onto the fitted
+values and the whole procedure (lines, choice of ``eta_ref*``, power laws) is repeated.
 """
 
 from __future__ import annotations
@@ -69,18 +70,24 @@ def _choose(Q: FloatArray) -> int:
 
 
 def _power(sizes: FloatArray, v: FloatArray, N: FloatArray) -> FloatArray:
-    """Power law through (sizes, v) evaluated at N (exact values at fitted sizes)."""
+    """Power law through (sizes, v) evaluated at N (exact values at fitted sizes).
+
+    A size whose cell at the chosen eta_ref has no line (v is nan: fewer than two
+    horizons there) is treated like a size that was not fitted.
+    """
     out = np.empty(N.shape)
-    ok = np.isfinite(v) & (v > 0)
+    have = np.isfinite(v)
+    ok = have & (v > 0)
     coef = np.polyfit(np.log(sizes[ok]), np.log(v[ok]), 1) if ok.sum() >= 2 else None
     for i, n in enumerate(N.ravel()):
-        hit = np.flatnonzero(np.isclose(sizes, n, rtol=1e-9, atol=0.0))
+        hit = np.flatnonzero(np.isclose(sizes, n, rtol=1e-9, atol=0.0) & have)
         if hit.size:
             out.flat[i] = v[hit[0]]
         elif coef is None:
             raise ValueError(
-                f"N = {n:g} was not fitted and extrapolating in N needs runs at >= 2 model sizes "
-                f"(fitted: {sizes.tolist()})"
+                f"N = {n:g} has no line at eta_ref* and extrapolating in N needs lines at >= 2 model sizes "
+                f"(sizes with a line at eta_ref*: {sizes[ok].tolist()}); run eta_ref* at >= 2 horizons "
+                "on more sizes"
             )
         else:
             out.flat[i] = np.exp(np.polyval(coef, np.log(n)))
@@ -181,6 +188,13 @@ class ScalingLaw2D:
         Nb, Tb = np.broadcast_arrays(np.asarray(N, dtype=np.float64), np.asarray(T, dtype=np.float64))
         return _power(self.sizes, L, Nb) + _power(self.sizes, Q, Nb) / np.sqrt(Tb)
 
+    def _predict_or_nan(self, L: FloatArray, Q: FloatArray, N: float, T: float) -> float:
+        """One bootstrap replicate's prediction; nan when its eta_ref* leaves N without a line."""
+        try:
+            return float(self._predict(L, Q, N, T))
+        except ValueError:
+            return float("nan")
+
     def predict_loss(self, N: ArrayLike, T: ArrayLike) -> FloatArray | float:
         """``L(N, T) = L_inf(eta_ref*; N) + Q~(eta_ref*; N) / sqrt(T)`` at the optimal LR."""
         out = self._predict(self.L_inf, self.Q, N, T)
@@ -190,7 +204,11 @@ class ScalingLaw2D:
         """Percentile residual-bootstrap interval of :meth:`predict_loss` at one (N, T)."""
         if self.boot_eta.size == 0:
             raise ValueError("the law was fitted with n_boot=0; refit with n_boot > 0 for intervals")
-        vals = np.array([float(self._predict(l, q, N, T)) for l, q in zip(self.boot_L_inf, self.boot_Q)])
+        vals = np.array([self._predict_or_nan(l, q, N, T) for l, q in zip(self.boot_L_inf, self.boot_Q)])
+        if np.isnan(vals).all():
+            self.predict_loss(N, T)  # raises the reason (no line at eta_ref* for this size)
+            raise ValueError(f"no bootstrap replicate can predict N = {N:g}; too few sizes have lines at "
+                             "the replicates' eta_ref*")
         lo, hi = np.nanquantile(vals, [(1 - level) / 2, (1 + level) / 2])
         return float(lo), float(hi)
 
@@ -207,5 +225,6 @@ class ScalingLaw2D:
     def summary(self) -> str:
         rows = [f"ScalingLaw2D: eta_ref* = {self.eta_ref_star:.6g}  (R^2 of the lines = {self.r2:.4f})"]
         for n, l, q in zip(self.sizes, self.L_inf, self.Q):
-            rows.append(f"  N = {n:.4g}: L = {l:.5g} + {q:.5g}/sqrt(T)")
+            line = f"L = {l:.5g} + {q:.5g}/sqrt(T)" if np.isfinite(l) else "no line at eta_ref* (< 2 horizons)"
+            rows.append(f"  N = {n:.4g}: {line}")
         return "\n".join(rows)

@@ -67,3 +67,82 @@ def test_bad_input():
         cdfast.ScalingLaw2D.fit([1e8, 1e8], [1000, 0], [1.0, 1.0], [3.0, 2.9])
     with pytest.raises(ValueError, match="two distinct horizons"):
         cdfast.ScalingLaw2D.fit([1e8, 1e8], [1000, 1000], [1.0, 1.0], [3.0, 2.9])
+
+
+def test_size_without_a_line_at_eta_ref_star_is_extrapolated_not_nan():
+    """A fitted size whose eta_ref* cell has one horizon has no line there: the law treats it
+    like an unfitted size (power laws through the sizes that have a line), never nan."""
+    L_inf = {1e8: 3.0, 2e8: 2.8, 4e8: 2.6}
+    Q = {1e8: 40.0, 2e8: 35.0, 4e8: 30.0}
+    rows = []
+    for n in (1e8, 4e8):  # both eta_refs at two horizons
+        for e in (1.0, 2.0):
+            for T in (1000, 4000):
+                rows.append((n, T, e, L_inf[n] + Q[n] * (1.5 if e == 1.0 else 1.0) / np.sqrt(T)))
+    rows += [(2e8, T, 1.0, L_inf[2e8] + 1.5 * Q[2e8] / np.sqrt(T)) for T in (1000, 4000)]
+    rows += [(2e8, 1000, 2.0, L_inf[2e8] + Q[2e8] / np.sqrt(1000))]  # eta_ref = 2 at one horizon only
+    N, T, E, L = (np.array(c) for c in zip(*rows))
+    law = cdfast.ScalingLaw2D.fit(N, T, E, L, n_boot=20)
+    assert law.eta_ref_star == 2.0  # the smaller Q~ at both sizes with a line there
+    # power laws through (1e8, 4e8) evaluated at 2e8: the geometric means
+    expect = np.sqrt(3.0 * 2.6) + np.sqrt(40.0 * 30.0) / np.sqrt(2000)
+    assert law.predict_loss(2e8, 2000) == pytest.approx(expect, rel=1e-12)
+    lo, hi = law.predict_loss_interval(2e8, 2000)
+    assert np.isfinite(lo) and np.isfinite(hi)
+    assert "no line at eta_ref*" in law.summary()
+    # with a single size left that has a line, there is nothing to extrapolate from
+    one = (N != 4e8)
+    law1 = cdfast.ScalingLaw2D.fit(N[one], T[one], E[one], L[one], n_boot=5)
+    with pytest.raises(ValueError, match="no line at eta_ref"):
+        law1.predict_loss(2e8, 2000)
+    with pytest.raises(ValueError, match="no line at eta_ref"):
+        law1.predict_loss_interval(2e8, 2000)
+
+
+def _validation_script():
+    import importlib.util
+    import pathlib
+    import sys
+
+    if "validate_scaling" not in sys.modules:
+        path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "validate_scaling.py"
+        spec = importlib.util.spec_from_file_location("validate_scaling", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["validate_scaling"] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules["validate_scaling"]
+
+
+def test_real_runs_openwebtext2_larger_size_predicted(data_dir):
+    """bench/validate_scaling.py on its smallest data set: the 9 OpenWebText2 runs of the
+    multi-size WSD experiment (3 sizes x 3 horizons); fit the 2 smaller sizes, predict the
+    largest.  Checked against the exports read with plain json and eq. (5.1) written out."""
+    import json
+
+    vs = _validation_script()
+    runs = vs.read_llm_runs(data_dir)["OpenWebText2"]
+    assert runs.N.size == 9 and runs.sizes().size == 3
+    exports = {}
+    for path in data_dir.rglob("*.json"):
+        raw = json.loads(path.read_text())
+        if raw["config"].get("dataset") == "openwebtext2":
+            exports[raw["name"]] = raw
+    assert sorted(exports) == sorted(runs.labels)  # every OpenWebText2 export is one of them
+    for name, n, tokens, loss in zip(runs.labels, runs.N, runs.tokens, runs.loss):
+        raw = exports[name]
+        c = raw["config"]
+        assert tokens == c["iterations"] * c["batch_size"] * c["acc_steps"] * c["world_size"] * c["sequence_length"]
+        assert (n, loss) == (raw["summary"]["parameters"], raw["summary"]["final-val/loss"])
+    r = vs.compare(runs, holdout=1, n_starts=4)
+    big = runs.N == runs.N.max()
+    assert r.n_test == 3 and np.array_equal(np.sort(r.test.tokens), np.sort(runs.tokens[big]))
+    # eq. (5.1) by hand: a line in 1/sqrt(tokens) per fitted size, power laws in N for L_inf and Q
+    lines = [np.polyfit(1 / np.sqrt(runs.tokens[runs.N == n]), runs.loss[runs.N == n], 1) for n in r.train_sizes]
+    Q, L_inf = np.array(lines).T
+    logN = np.log(r.train_sizes)
+    at = lambda v: np.exp(np.polyval(np.polyfit(logN, np.log(v), 1), np.log(runs.N.max())))  # noqa: E731
+    np.testing.assert_allclose(r.pred_2d, at(L_inf) + at(Q) / np.sqrt(r.test.tokens), rtol=1e-10)
+    np.testing.assert_allclose(r.err_2d, (r.pred_2d - r.test.loss) / r.test.loss, rtol=1e-12)
+    c = r.chin
+    np.testing.assert_allclose(r.pred_chin, c.E + c.A / r.test.N**c.alpha + c.B / r.test.tokens**c.beta, rtol=1e-12)
+    assert np.all(np.isfinite(r.err_chin))
