@@ -14,7 +14,8 @@ from . import data  # the sample run shipped with cdfast (cdfast/data/README.md)
 from . import models
 from .models import compare_models
 from .fit import CurveFit, FitWarning, fit_loss_curve, fit_loss_curves
-from .laws import HorizonFit, PeakLRFit, fit_horizon_law, fit_horizon_law_by_group, fit_peak_lr_law
+from .laws import (ChinchillaFit, HorizonFit, PeakLRFit, fit_chinchilla_law, fit_horizon_law, fit_horizon_law_by_group,
+                   fit_peak_lr_law)
 from .scaling import ScalingLaw2D
 from .sweep import sweep
 from .gradient import average_bound_gradient, bound_gradient
@@ -44,6 +45,8 @@ __all__ = [
     "HorizonFit",
     "fit_horizon_law",
     "fit_horizon_law_by_group",
+    "ChinchillaFit",
+    "fit_chinchilla_law",
     "ScalingLaw2D",
     "optimal_peak_lr",
     "bound_vs_peak_lr",

@@ -123,3 +123,114 @@ def test_chinchilla_all_groups_are_lines():
     fits = cdfast.fit_horizon_law_by_group(N, tokens, L)
     assert len(fits) >= 15
     assert min(f.r2 for f in fits.values()) >= 0.978 - 5e-4
+
+
+# ---------------------------------------------------------------------------
+# The Chinchilla law (Hoffmann et al. 2022, Approach 3)
+
+# Hoffmann et al.'s published fit, used here only as a realistic ground truth
+TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+
+
+def _chinchilla_grid_runs():
+    N, D = np.meshgrid(np.geomspace(1e8, 1e10, 6), np.geomspace(1e9, 1e11, 6))
+    N, D = N.ravel(), D.ravel()
+    t = TRUTH
+    return N, D, t["E"] + t["A"] * N ** -t["alpha"] + t["B"] * D ** -t["beta"]
+
+
+def _huber_sum(E, A, B, alpha, beta, N, D, L, delta=1e-3):
+    """The objective, written out: sum of Huber(delta) of log(prediction) - log(loss)."""
+    r = np.log(E + A / N**alpha + B / D**beta) - np.log(L)
+    a = np.abs(r)
+    return float(np.sum(np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))))
+
+
+def test_chinchilla_law_recovers_known_parameters():
+    N, D, L = _chinchilla_grid_runs()
+    f = cdfast.fit_chinchilla_law(N, D, L, n_starts=4)
+    assert (f.E, f.A, f.B, f.alpha, f.beta) == pytest.approx(tuple(TRUTH.values()), rel=1e-6)
+    assert f.objective < 1e-15 and f.r2 == pytest.approx(1.0) and f.max_rel_error < 1e-8
+    assert (f.n, f.n_starts, f.delta) == (36, 4, 1e-3)
+    # predict is the formula, broadcast over N and D
+    Nq, Dq = 3e10, np.array([1e11, 1e12])
+    expect = TRUTH["E"] + TRUTH["A"] / Nq**TRUTH["alpha"] + TRUTH["B"] / Dq**TRUTH["beta"]
+    np.testing.assert_allclose(f.predict(Nq, Dq), expect, rtol=1e-6)
+    assert "ChinchillaFit" in f.summary()
+
+
+def test_chinchilla_law_is_robust_and_minimises_the_huber_objective():
+    N, D, L = _chinchilla_grid_runs()
+    rng = np.random.default_rng(1)
+    y = L * np.exp(2e-3 * rng.standard_normal(L.size))
+    y[[3, 17, 30]] *= 1.15  # three runs 15% off: the Huber loss caps their pull
+    f = cdfast.fit_chinchilla_law(N, D, y, n_starts=4)
+    # no worse than the truth on its own objective (literal formula above)...
+    fitted = _huber_sum(f.E, f.A, f.B, f.alpha, f.beta, N, D, y)
+    assert f.objective == pytest.approx(fitted, rel=1e-9)
+    assert fitted <= _huber_sum(*TRUTH.values(), N, D, y)
+    # ...and close to it despite the outliers
+    assert f.E == pytest.approx(TRUTH["E"], rel=0.02)
+    assert (f.alpha, f.beta) == pytest.approx((TRUTH["alpha"], TRUTH["beta"]), rel=0.03)
+    # a plain least-squares fit of the same form is pulled away by the outliers
+    from scipy.optimize import curve_fit
+    p, _ = curve_fit(lambda x, E, A, B, a, b: E + A / x[0]**a + B / x[1]**b, (N, D), y,
+                     p0=tuple(TRUTH.values()), maxfev=20000)
+    assert abs(f.E - TRUTH["E"]) < abs(p[0] - TRUTH["E"])
+
+
+def test_chinchilla_law_starts():
+    N, D, L = _chinchilla_grid_runs()
+    assert cdfast.laws.CHINCHILLA_GRID.shape == (4500, 5)  # 6 x 6 x 5 x 5 x 5 (Hoffmann et al.)
+    truth = [np.log(TRUTH["A"]), np.log(TRUTH["B"]), np.log(TRUTH["E"]), TRUTH["alpha"], TRUTH["beta"]]
+    f = cdfast.fit_chinchilla_law(N, D, L, starts=truth)  # one row: already the optimum
+    assert f.n_starts == 1 and f.alpha == pytest.approx(TRUTH["alpha"], rel=1e-9)
+    grid = np.array([[0.0, 0.0, 0.0, 0.5, 0.5], [5.0, 5.0, 0.5, 0.5, 0.5], [8.0, 8.0, 0.5, 0.3, 0.3]])
+    g = cdfast.fit_chinchilla_law(N, D, L, starts=grid, n_starts=None)
+    assert g.n_starts == 3
+
+
+def test_chinchilla_law_errors():
+    N, D, L = _chinchilla_grid_runs()
+    with pytest.raises(ValueError, match=r"N\[1\] = 0"):
+        cdfast.fit_chinchilla_law(np.r_[N[0], 0.0, N[2:]], D, L)
+    with pytest.raises(ValueError, match=r"D\[2\]"):
+        cdfast.fit_chinchilla_law(N, np.r_[D[:2], -1.0, D[3:]], L)
+    with pytest.raises(ValueError, match=r"loss\[0\]"):
+        cdfast.fit_chinchilla_law(N, D, np.r_[np.nan, L[1:]])
+    with pytest.raises(ValueError, match="one entry per run"):
+        cdfast.fit_chinchilla_law(N, D[:-1], L)
+    with pytest.raises(ValueError, match="at least 5 runs"):
+        cdfast.fit_chinchilla_law(N[:4], D[:4], L[:4])
+    with pytest.raises(ValueError, match="2 distinct model sizes"):
+        cdfast.fit_chinchilla_law(np.full(6, 1e9), D[:6], L[:6])
+    with pytest.raises(ValueError, match="delta"):
+        cdfast.fit_chinchilla_law(N, D, L, delta=0.0)
+    with pytest.raises(ValueError, match=r"shape \(k, 5\)"):
+        cdfast.fit_chinchilla_law(N, D, L, starts=np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="n_starts"):
+        cdfast.fit_chinchilla_law(N, D, L, n_starts=0)
+    with pytest.raises(TypeError, match="N must hold real numbers"):
+        cdfast.fit_chinchilla_law(["a"] * 36, D, L)
+    f = cdfast.fit_chinchilla_law(N, D, L, starts=[np.log(406.4), np.log(410.7), np.log(1.69), 0.34, 0.28])
+    with pytest.raises(ValueError, match=r"N\[0\] = -1"):
+        f.predict(-1.0, 1e9)
+
+
+def test_chinchilla_law_reproduces_the_published_replication():
+    """Besiroglu et al. (2024), Table 1: E = 1.8172, A = 482.01, B = 2085.43, alpha = 0.3478,
+    beta = 0.3658, from the same runs less the 5 with the highest loss.  Their optimiser's
+    stopping point differs slightly along the law's flat B-beta direction."""
+    N, tokens, L = _chinchilla()
+    keep = L < np.sort(L)[-5]
+    f = cdfast.fit_chinchilla_law(N[keep], tokens[keep], L[keep], n_starts=1)  # the best-ranked grid start
+    assert f.n == 240
+    assert f.E == pytest.approx(1.8172, rel=1e-3)
+    assert (f.alpha, f.beta) == pytest.approx((0.3478, 0.3658), rel=1e-2)
+    assert f.A == pytest.approx(482.01, rel=2e-2)
+    assert f.B == pytest.approx(2085.43, rel=5e-2)
+    # started at the published values, the optimiser finds the same optimum
+    g = cdfast.fit_chinchilla_law(N[keep], tokens[keep], L[keep],
+                                  starts=[np.log(482.01), np.log(2085.43), np.log(1.8172), 0.3478, 0.3658])
+    assert g.objective == pytest.approx(f.objective, rel=1e-9)
+    assert (g.E, g.alpha, g.beta) == pytest.approx((f.E, f.alpha, f.beta), rel=1e-4)
