@@ -158,6 +158,7 @@ class Result:
     n_test: int
     err_2d: np.ndarray
     err_chin: np.ndarray
+    err_floor: np.ndarray  # eq. 5.1 with L_inf(N) = E + a N^-p (nan where < 3 sizes are fitted)
     law: cdfast.ScalingLaw2D
     chin: cdfast.ChinchillaFit
     test: Runs
@@ -181,8 +182,14 @@ def compare(runs: Runs, holdout: int, n_starts: int | None = 64) -> Result:
     chin = cdfast.fit_chinchilla_law(fit.N, fit.tokens, fit.loss, n_starts=n_starts)
     p2d = np.asarray(law.predict_loss(test.N, test.tokens), dtype=np.float64)
     pch = chin.predict(test.N, test.tokens)
+    try:
+        floor = cdfast.ScalingLaw2D.fit(fit.N, fit.tokens, np.ones(fit.N.size), fit.loss, n_boot=0, L_inf_form="floor")
+        pfl = np.asarray(floor.predict_loss(test.N, test.tokens), dtype=np.float64)
+    except ValueError:  # fewer than 3 fitted sizes
+        pfl = np.full(test.N.size, np.nan)
     return Result(runs.name, holdout, fit.sizes(), test.sizes(), fit.N.size, test.N.size,
-                  (p2d - test.loss) / test.loss, (pch - test.loss) / test.loss, law, chin, test, p2d, pch)
+                  (p2d - test.loss) / test.loss, (pch - test.loss) / test.loss, (pfl - test.loss) / test.loss,
+                  law, chin, test, p2d, pch)
 
 
 def splits(runs: Runs) -> list[int]:
@@ -196,8 +203,8 @@ def fmt_size(n: float) -> str:
 
 def table(results: list[Result]) -> str:
     head = ("| data | fitted sizes | held-out sizes | runs fit / held out | N beyond fit "
-            "| eq. 5.1 median / worst | Chinchilla law median / worst |")
-    rows = [head, "|" + "---|" * 7]
+            "| eq. 5.1 median / worst | eq. 5.1, L_inf with a floor | Chinchilla law median / worst |")
+    rows = [head, "|" + "---|" * 8]
     flagged = False
     for r in results:
         a2, ac = np.abs(r.err_2d), np.abs(r.err_chin)
@@ -208,7 +215,9 @@ def table(results: list[Result]) -> str:
             f"| {r.test_sizes.size}: {fmt_size(r.test_sizes[0])}-{fmt_size(r.test_sizes[-1])} "
             f"| {r.n_train} / {r.n_test} | {r.factor:.2g}x "
             f"| {100 * np.median(a2):.2f}% / {100 * a2.max():.2f}% "
-            f"| {100 * np.median(ac):.2f}% / {100 * ac.max():.2f}%{mark} |")
+            + (f"| {100 * np.median(np.abs(r.err_floor)):.2f}% / {100 * np.abs(r.err_floor).max():.2f}% "
+               if np.isfinite(r.err_floor).all() else "| - ")
+            + f"| {100 * np.median(ac):.2f}% / {100 * ac.max():.2f}%{mark} |")
     if flagged:
         rows.append("\n(a) two fitted sizes cannot determine E, A and alpha: fits with the same objective "
                     "predict the held-out sizes differently, so this error is not a property of the law.")

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from scipy.optimize import least_squares
+
 from ._validate import as_vector
 from .fit import r_squared
 
@@ -94,6 +96,35 @@ def _power(sizes: FloatArray, v: FloatArray, N: FloatArray) -> FloatArray:
     return out
 
 
+def _floor_power(sizes: FloatArray, v: FloatArray, N: FloatArray) -> FloatArray:
+    """``E + a N^-p`` through (sizes, v) at N (exact values at fitted sizes): a power law with
+    a floor, least squares on relative residuals with ``0 <= E < min(v)``; >= 3 sizes."""
+    have = np.isfinite(v) & (v > 0)
+    if have.sum() < 3:
+        raise ValueError(f"L_inf_form='floor' needs lines at >= 3 model sizes at eta_ref*, got {int(have.sum())} "
+                         "(sizes with a line: {}); use L_inf_form='power'".format(sizes[have].tolist()))
+    s_, y = sizes[have], v[have]
+    ref = float(np.exp(np.mean(np.log(s_))))
+
+    def model(q: FloatArray) -> FloatArray:
+        E, loga, p = q
+        return E + np.exp(loga) * (s_ / ref) ** -p
+
+    E0 = 0.5 * float(y.min())
+    slope, icpt = np.polyfit(np.log(s_ / ref), np.log(y - E0), 1)
+    res = least_squares(lambda q: model(q) / y - 1.0, [E0, icpt, max(-slope, 1e-3)],
+                        bounds=([0.0, -np.inf, 0.0], [float(y.min()), np.inf, 5.0]), method="trf")
+    E, loga, p = res.x
+    out = np.empty(N.shape)
+    for i, n in enumerate(N.ravel()):
+        hit = np.flatnonzero(np.isclose(sizes, n, rtol=1e-9, atol=0.0) & have)
+        out.flat[i] = v[hit[0]] if hit.size else E + np.exp(loga) * (n / ref) ** -p
+    return out
+
+
+L_INF_FORMS = ("power", "floor")
+
+
 @dataclass(frozen=True)
 class ScalingLaw2D:
     """The two-dimensional law of eq. (5.1); build it with :meth:`ScalingLaw2D.fit`.
@@ -119,6 +150,7 @@ class ScalingLaw2D:
     boot_eta: FloatArray = field(repr=False)
     boot_L_inf: FloatArray = field(repr=False)
     boot_Q: FloatArray = field(repr=False)
+    L_inf_form: str = "power"
 
     @property
     def _col(self) -> int:
@@ -136,7 +168,7 @@ class ScalingLaw2D:
 
     @classmethod
     def fit(cls, N: ArrayLike, T: ArrayLike, eta_ref: ArrayLike, loss: ArrayLike, *,
-            n_boot: int = 500, seed: int | None = 0) -> "ScalingLaw2D":
+            n_boot: int = 500, seed: int | None = 0, L_inf_form: str = "power") -> "ScalingLaw2D":
         """Fit eq. (5.1) to final losses of runs with ``eta_peak = eta_ref / sqrt(T)``.
 
         Parameters
@@ -147,12 +179,19 @@ class ScalingLaw2D:
             loss.  Each (N, eta_ref) pair needs >= 2 distinct horizons to give a line.
         n_boot : int
             Residual-bootstrap replicates for the intervals (0 disables them).
+        L_inf_form : {"power", "floor"}
+            How ``L_inf(eta_ref*; N)`` is extrapolated to unfitted sizes: a power law in
+            ``N`` (the paper's form), or a power law with a floor, ``E + a N^-p`` (>= 3
+            sizes).  On real runs the fitted intercepts level off with ``N`` and the power
+            law under-predicts larger models (docs/models.md).
 
         Notes
         -----
         Generalization 4 and eq. (5.1) of the paper; Corollary 2.4 for the
         ``eta_ref / sqrt(T)`` parametrisation.
         """
+        if L_inf_form not in L_INF_FORMS:
+            raise ValueError(f"L_inf_form = {L_inf_form!r}; choose 'power' (the paper's) or 'floor' (E + a N^-p)")
         N, T, eta, y = (as_vector(v, name) for v, name in ((N, "N"), (T, "T"), (eta_ref, "eta_ref"), (loss, "loss")))
         if not (N.size == T.size == eta.size == y.size):
             raise ValueError(f"N, T, eta_ref and loss need one entry per run, got {N.size}, {T.size}, {eta.size}, {y.size}")
@@ -180,13 +219,14 @@ class ScalingLaw2D:
             c = _choose(Qb)
             be[b], bl[b], bq[b] = refs[c], Lb[:, c], Qb[:, c]
         return cls(eta_ref_star=float(refs[col]), sizes=sizes, eta_refs=refs, L_inf_table=L, Q_table=Q,
-                   r2=r_squared(y[ok], fitted[ok]), boot_eta=be, boot_L_inf=bl, boot_Q=bq)
+                   r2=r_squared(y[ok], fitted[ok]), boot_eta=be, boot_L_inf=bl, boot_Q=bq, L_inf_form=L_inf_form)
 
     # -- predictions -------------------------------------------------------
 
     def _predict(self, L: FloatArray, Q: FloatArray, N: ArrayLike, T: ArrayLike) -> FloatArray:
         Nb, Tb = np.broadcast_arrays(np.asarray(N, dtype=np.float64), np.asarray(T, dtype=np.float64))
-        return _power(self.sizes, L, Nb) + _power(self.sizes, Q, Nb) / np.sqrt(Tb)
+        extrapolate = _floor_power if self.L_inf_form == "floor" else _power
+        return extrapolate(self.sizes, L, Nb) + _power(self.sizes, Q, Nb) / np.sqrt(Tb)
 
     def _predict_or_nan(self, L: FloatArray, Q: FloatArray, N: float, T: float) -> float:
         """One bootstrap replicate's prediction; nan when its eta_ref* leaves N without a line."""

@@ -146,3 +146,28 @@ def test_real_runs_openwebtext2_larger_size_predicted(data_dir):
     c = r.chin
     np.testing.assert_allclose(r.pred_chin, c.E + c.A / r.test.N**c.alpha + c.B / r.test.tokens**c.beta, rtol=1e-12)
     assert np.all(np.isfinite(r.err_chin))
+
+
+def test_floor_form_extrapolates_intercepts_that_level_off():
+    """L_inf(N) = E + a N^-p (a floor, as the Chinchilla runs' intercepts show) is recovered by
+    L_inf_form='floor'; the paper's pure power law under-predicts the larger size."""
+    sizes = [1e8, 2e8, 4e8, 8e8, 3.2e9]
+    D = {n: 3.0 * (n / 1e8) ** -0.1 for n in sizes}
+    L_inf = {n: 1.8 + 1.2 * (n / 1e8) ** -0.3 for n in sizes}
+    N, T, E, L = _runs(sizes[:4], [2.0], [1000, 2000, 4000], D, 1.5, L_inf)
+    floor = cdfast.ScalingLaw2D.fit(N, T, E, L, n_boot=0, L_inf_form="floor")
+    power = cdfast.ScalingLaw2D.fit(N, T, E, L, n_boot=0)
+    T_new = 4000
+    truth = _bound(T_new, 2.0, D[3.2e9], 1.5, L_inf[3.2e9])
+    got_floor = floor.predict_loss(3.2e9, T_new)
+    # the per-size lines are L_inf + Q/sqrt(T) only up to the bound's lower-order terms in T, so the
+    # prediction is close, not exact; the pure power law misses by several times more
+    err_floor = abs(got_floor / truth - 1)
+    err_power = abs(power.predict_loss(3.2e9, T_new) / truth - 1)
+    assert err_floor < 2e-3 and err_power > 4 * err_floor
+    assert power.predict_loss(3.2e9, T_new) < truth
+    with pytest.raises(ValueError, match="L_inf_form"):
+        cdfast.ScalingLaw2D.fit(N, T, E, L, L_inf_form="cubic")
+    few = cdfast.ScalingLaw2D.fit(*_runs(sizes[:2], [2.0], [1000, 2000], D, 1.5, L_inf), n_boot=0, L_inf_form="floor")
+    with pytest.raises(ValueError, match=">= 3 model sizes"):
+        few.predict_loss(3.2e9, T_new)
