@@ -210,7 +210,7 @@ class CurveFit:
         x = V.as_vector(lr, "lr")
         steps = np.arange(1, x.shape[0] + 1, dtype=np.int64) if at is None else V.as_steps(at, "at", x.shape[0])
         g = None if grad_sq is None else V.as_vector(grad_sq, "grad_sq")
-        reps = _bootstrap(self, x, steps, g, int(n_boot), np.random.default_rng(seed))
+        reps = _bootstrap(self, x, steps, g, int(n_boot), seed)
         lo, hi = np.quantile(reps, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=0)
         pred = self.predict(x, at=steps, grad_sq=g)
         # the model's own error, scaled from a 90% to a ``level`` interval (normal quantiles)
@@ -272,6 +272,7 @@ class _FitData:
     robust: bool = False
     members: tuple = ()  # an averaged model: the members' fits
     weights: list | None = None  # relative point weights of the fit
+    cache: dict = field(default_factory=dict)  # bootstrap refits by (n_boot, seed)
 
 
 def _blocks(n: int, rng: np.random.Generator) -> NDArray[np.int64]:
@@ -281,39 +282,43 @@ def _blocks(n: int, rng: np.random.Generator) -> NDArray[np.int64]:
     return (starts[:, None] + np.arange(L)[None, :]).ravel()[:n]
 
 
-def _bootstrap(fit: CurveFit, x: FloatArray, steps: NDArray[np.int64], g: FloatArray | None, n_boot: int,
-               rng: np.random.Generator) -> FloatArray:
+def _replicates(fit: CurveFit, n_boot: int, seed: int | None) -> list:
+    """The bootstrap refits of ``fit`` (parameter vectors, or per member for an averaged
+    model), computed once per ``(n_boot, seed)`` and kept with the fit: several intervals
+    of one fit (other schedules, other horizons) share them."""
+    if seed is None:  # fresh randomness asked for: nothing to share
+        return _refit(fit, n_boot, np.random.default_rng())
+    key = (n_boot, seed)
+    got = fit.data.cache.get(key)
+    if got is None:
+        got = _refit(fit, n_boot, np.random.default_rng(seed))
+        fit.data.cache[key] = got
+    return got
+
+
+def _refit(fit: CurveFit, n_boot: int, rng: np.random.Generator) -> list:
     d = fit.data
     m = fit.model
-    if isinstance(m, Averaged):  # replicate k of the average = mean of the members' replicates k
-        seeds = rng.integers(0, 2**63 - 1, size=2)
-        return np.mean([_bootstrap(f, x, steps, g, n_boot, np.random.default_rng(seeds[0])) for f in d.members],
-                       axis=0)
-    out = np.empty((n_boot, steps.shape[0]))
+    if isinstance(m, Averaged):  # paired: every member resamples with the same random stream
+        seed = int(rng.integers(0, 2**63 - 1))
+        return [_refit(f, n_boot, np.random.default_rng(seed)) for f in d.members]
+    reps = []
     if m.name == "bound":  # linear: resample absolute residuals, re-solve the same design
-        a, b = _rescale(bound_curve_terms(x, g, at=steps), x, fit.peak_power)
-        target = np.column_stack([np.ones_like(a), a, b])
-        y = fit.loss
-        mask = fit.fitted
-        for k in range(n_boot):
+        y, mask = fit.loss, fit.fitted
+        for _ in range(n_boot):
             ystar = fit.prediction.copy()
             for r in range(int(fit.run.max()) + 1):
                 sel = np.flatnonzero((fit.run == r) & mask)
                 if sel.size:
                     res = (y - fit.prediction)[sel]
                     ystar[sel] = fit.prediction[sel] + res[_blocks(sel.size, rng)]
-            theta, _ = _solve(d.design[mask], ystar[mask], d.robust)
-            with np.errstate(invalid="ignore"):
-                out[k] = target @ theta
-        return out
-    prep_t = m.prepare(x, steps, g)
-    preds = []
-    start = 0
+            reps.append(_solve(d.design[mask], ystar[mask], d.robust)[0])
+        return reps
+    preds, start = [], 0
     for y in d.ys:
         preds.append(fit.prediction[start:start + y.shape[0]])
         start += y.shape[0]
-    shape = m.shape
-    for k in range(n_boot):
+    for _ in range(n_boot):
         ys = []
         for y, p, mk in zip(d.ys, preds, d.masks):
             ystar = y.copy()
@@ -323,12 +328,32 @@ def _bootstrap(fit: CurveFit, x: FloatArray, steps: NDArray[np.int64], g: FloatA
                 ystar[sel] = p[sel] * (1.0 + rel[_blocks(sel.size, rng)])
             ys.append(ystar)
         centers = {par.name: par.prior[0] + PRIOR_DRAW * par.prior[1] * rng.standard_normal()
-                   for par in shape if d.prior and par.prior is not None and not par.fixed}
+                   for par in m.shape if d.prior and par.prior is not None and not par.fixed}
         res = fit_separable(m, d.preps, ys, d.masks, prior=d.prior, start=d.theta, centers=centers, exact=False,
                             point_weights=d.weights)
-        with np.errstate(invalid="ignore", over="ignore"):
-            out[k] = np.asarray(m.search_basis(res.theta, prep_t), dtype=np.float64) @ res.coefs
-    return out
+        reps.append((res.theta, res.coefs))
+    return reps
+
+
+def _bootstrap(fit: CurveFit, x: FloatArray, steps: NDArray[np.int64], g: FloatArray | None, n_boot: int,
+               seed: int | None) -> FloatArray:
+    """Predictions of every bootstrap refit under ``x`` at ``steps``: shape (n_boot, len(steps))."""
+    return _predict_replicates(fit, _replicates(fit, n_boot, seed), x, steps, g)
+
+
+def _predict_replicates(fit: CurveFit, reps: list, x: FloatArray, steps: NDArray[np.int64],
+                        g: FloatArray | None) -> FloatArray:
+    m = fit.model
+    if isinstance(m, Averaged):
+        return np.mean([_predict_replicates(f, r, x, steps, g) for f, r in zip(fit.data.members, reps)], axis=0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if m.name == "bound":
+            a, b = _rescale(bound_curve_terms(x, g, at=steps), x, fit.peak_power)
+            target = np.column_stack([np.ones_like(a), a, b])
+            return np.array([target @ theta for theta in reps])
+        prep_t = m.prepare(x, steps, g)  # the search basis of the target: one prepare, cheap evaluations
+        return np.array([np.asarray(m.search_basis(theta, prep_t), dtype=np.float64) @ coefs
+                         for theta, coefs in reps])
 
 
 # ---------------------------------------------------------------------------

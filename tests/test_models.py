@@ -265,3 +265,22 @@ def test_sample_run_first_half_predicts_its_final_loss():
     err = abs(fit.predict(log.lr, at=log.steps[-1:])[0] / log.loss[-1] - 1)
     assert err < 0.01
     assert err < abs(paper.predict(log.lr, at=log.steps[-1:])[0] / log.loss[-1] - 1)
+
+
+def test_intervals_of_one_fit_share_its_refits():
+    """Two intervals of one fit (other schedules) reuse the same bootstrap refits: the same
+    replicate of a schedule already asked for gives the same bounds, and seed=None draws anew."""
+    lrs, steps = _runs()
+    truth = get_model("power-bound")
+    rng = np.random.default_rng(2)
+    ys = [truth.basis(np.array([0.45, 0.7]), truth.prepare(lr, steps)) @ np.array([2.5, 0.02, 3.0]) for lr in lrs]
+    ys = [y * (1 + 1e-3 * rng.standard_normal(y.size)) for y in ys]
+    fit = cdfast.fit_loss_curves(lrs, [steps] * 2, ys, model="power-bound")
+    a = 1e-3 * schedules.wsd(3000, decay_frac=0.2, warmup=50)
+    b = 1e-3 * schedules.linear(6000, warmup=50)
+    first = fit.interval(a, at=[3000], n_boot=30)
+    fit.interval(b, at=[6000], n_boot=30)
+    np.testing.assert_array_equal(fit.interval(a, at=[3000], n_boot=30), first)
+    assert len(fit.data.cache) == 1
+    fresh = [fit.interval(a, at=[3000], n_boot=30, seed=None)[0][0] for _ in range(2)]
+    assert fresh[0] != fresh[1] and len(fit.data.cache) == 1
