@@ -103,6 +103,8 @@ class LossModel(ABC):
     def basis(self, theta: FloatArray, prep: Any) -> FloatArray:
         """Columns ``phi_k(tau; theta)`` at the prepared steps, shape ``(len(steps), len(coefs))``."""
 
+    #: how many of the best start values the fit runs a local search from
+    local_starts: ClassVar[int] = 2
     #: whether :meth:`search_basis` is a surrogate of :meth:`basis` (the fit then polishes
     #: its optimum on the exact basis)
     has_surrogate: ClassVar[bool] = False

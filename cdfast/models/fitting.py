@@ -16,7 +16,7 @@ dimensions) on the *profiled* residuals (Golub and Pereyra's variable projection
   root-mean-square misfit of one run: negligible where the data decide a parameter,
   decisive where they cannot (half a run, one short run).
 * The search is :func:`scipy.optimize.least_squares` (trust region reflective, bounds,
-  finite-difference Jacobian) from the best few of the model's start values (each
+  finite-difference Jacobian) from the best ``model.local_starts`` of the model's start values (each
   parameter's ``start`` values varied one at a time around the first ones), the profile
   being non-convex in ``theta``.  It runs on :meth:`LossModel.search_basis` (possibly a
   cheap surrogate); a model with a surrogate is then polished by a few steps on the exact
@@ -39,8 +39,6 @@ __all__ = ["SeparableFit", "fit_separable", "PRIOR_NOISE"]
 #: Misfit scale that one prior width costs (a relative loss error of 0.1%, about the
 #: evaluation noise of a logged validation loss).
 PRIOR_NOISE = 1e-3
-#: Local searches run from this many of the best start values.
-LOCAL_STARTS = 2
 #: The gradient test of the searches: tighter than scipy's default, which
 #: stops at once on curves that a model fits to 1e-4 (the residuals, hence gradients, are tiny).
 TOLERANCES = dict(gtol=1e-12)
@@ -216,7 +214,7 @@ def fit_separable(model: LossModel, preps: Sequence[Any], ys: Sequence[FloatArra
     starts = prob.starts() if start is None else [np.clip(prob.z_of(start), prob.zlo, prob.zhi)]
     ranked = sorted(((prob.cost(z), i, z) for i, z in enumerate(starts)), key=lambda t: t[:2])
     best: tuple[float, FloatArray, bool] | None = None
-    for cost0, _, z0 in ranked[:LOCAL_STARTS]:
+    for cost0, _, z0 in ranked[:model.local_starts]:
         if not math.isfinite(cost0):
             continue
         out = least_squares(prob.residuals, z0, bounds=(prob.zlo, prob.zhi), method="trf",

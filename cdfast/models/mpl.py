@@ -251,6 +251,7 @@ class MultiPowerLaw(LossModel):
         return out
 
     has_surrogate = True
+    local_starts = 1  # every evaluation is an O(T M) sum: one local search, from the best of the starts
 
     def search_basis(self, theta: FloatArray, prep: MPLPrep) -> FloatArray:
         """:meth:`basis` at the looser ``SEARCH_RTOL`` (fewer nodes) while the fit searches;
