@@ -27,9 +27,11 @@ import math
 import numba
 import numpy as np
 
-from ._numba import _OPTS, BAD_ARGUMENT, BAD_INPUT, NOT_FINITE, OK, _neumaier_add, _tree_sum
+from . import _numba
+from ._numba import _OPTS, BAD_ARGUMENT, BAD_INPUT, NOT_FINITE, OK, _lane_scan8, _neumaier_add, _tree_sum
 
 LCHUNK = 512  # steps per chunk (csrc/gradient.c: GRAD_CHUNK); scratch rows stay in L1
+assert LCHUNK == _numba.LCHUNK  # the chunks are scanned by _numba._lane_scan8 (its lane geometry)
 LANES = 8  # independent scan chains per chunk
 LANE = LCHUNK // LANES
 GRAD_ROWS = 7  # scratch rows: x, g (padded copies), e, q, q2, f, the short chunk's output
@@ -66,37 +68,10 @@ def _strided_sum(x, lo, hi):
 
 
 @numba.njit(inline="always", **_OPTS)
-def _lane_suffix8(e, x):
-    # e[i] <- sum of x over (i, top of i's lane] for the 8 lanes of x[0 .. 8*LANE-1] at
-    # once (8 independent chains, in registers); returns the lane totals.  The bound
-    # kernel scans its chunks the same way; this kernel keeps its own chunk geometry.
-    l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = 0.0
-    for jj in range(LANE):
-        j = numba.uint64(LANE - 1 - jj)
-        e[j + _OFF0] = l0
-        l0 += x[j + _OFF0]
-        e[j + _OFF1] = l1
-        l1 += x[j + _OFF1]
-        e[j + _OFF2] = l2
-        l2 += x[j + _OFF2]
-        e[j + _OFF3] = l3
-        l3 += x[j + _OFF3]
-        e[j + _OFF4] = l4
-        l4 += x[j + _OFF4]
-        e[j + _OFF5] = l5
-        l5 += x[j + _OFF5]
-        e[j + _OFF6] = l6
-        l6 += x[j + _OFF6]
-        e[j + _OFF7] = l7
-        l7 += x[j + _OFF7]
-    return (l0, l1, l2, l3, l4, l5, l6, l7)
-
-
-@numba.njit(inline="always", **_OPTS)
 def _lane_prefix8(f, q):
     # f[i] <- sum of q over [bottom of i's lane, i) for the 8 lanes of q[0 .. 8*LANE-1]
     # at once (8 independent chains, in registers); returns the lane totals.  The
-    # forward mirror of _lane_suffix8.
+    # forward mirror of _numba._lane_scan8.
     l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = 0.0
     for jj in range(LANE):
         j = numba.uint64(jj)
@@ -134,7 +109,7 @@ def _chunk(xc, gc, has_g, base, s_base, cd, g2, o, buf):
     bad = False
     nf = False
     # In-lane suffix sums, backwards, eight chains side by side.
-    tot = _lane_suffix8(e, xc)
+    tot = _lane_scan8(e, xc)
     # Lane k's gaps are (base + sum of the lanes above k) + e: one division per step.
     s = 0.0
     for k in range(LANES - 1, -1, -1):

@@ -21,8 +21,11 @@
  * cdfast/bounds.py depends on these. */
 #define CHUNK 1024
 #define LCHUNK 512
-#define LANES 8                 /* lane_scan8 spells out the 8 chains */
-#define LANE (LCHUNK / LANES)
+#define LANES CDFAST_LANES      /* lane_scan8 (summation.h) spells out the 8 chains */
+#define LANE CDFAST_LANE
+#if LCHUNK != LANES * LANE
+#error "LCHUNK must be LANES lanes of CDFAST_LANE steps (summation.h)"
+#endif
 #define BLOCK_AVG 8
 /* The two-level pass (stream_last): from n = SEG_MIN on, SEGS segments. */
 #define SEG_MIN ((size_t)1 << 19)
@@ -42,32 +45,6 @@ static inline double weight(const double *lr, const double *g, size_t j)
 /* The loops below are plain elementwise loops (each lane keeps its own
  * operation order, so the compiler vectorises them without reassociating);
  * the Numba kernels use the same loops and round identically. */
-
-/* e[i] <- sum of x over (i, top of i's lane], for 8 lanes of LANE elements
- * (x[0 .. 8*LANE-1]) at once; tot[k] <- lane k's total.  Backwards, lane-
- * interleaved: 8 independent chains, all in registers. */
-static void lane_scan8(double *restrict e, double *restrict tot, const double *restrict x)
-{
-    double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0, l4 = 0.0, l5 = 0.0, l6 = 0.0, l7 = 0.0;
-    for (size_t j = LANE; j-- > 0;) {
-        e[j + 7 * LANE] = l7; l7 += x[j + 7 * LANE];
-        e[j + 6 * LANE] = l6; l6 += x[j + 6 * LANE];
-        e[j + 5 * LANE] = l5; l5 += x[j + 5 * LANE];
-        e[j + 4 * LANE] = l4; l4 += x[j + 4 * LANE];
-        e[j + 3 * LANE] = l3; l3 += x[j + 3 * LANE];
-        e[j + 2 * LANE] = l2; l2 += x[j + 2 * LANE];
-        e[j + 1 * LANE] = l1; l1 += x[j + 1 * LANE];
-        e[j + 0 * LANE] = l0; l0 += x[j + 0 * LANE];
-    }
-    tot[0] = l0;
-    tot[1] = l1;
-    tot[2] = l2;
-    tot[3] = l3;
-    tot[4] = l4;
-    tot[5] = l5;
-    tot[6] = l6;
-    tot[7] = l7;
-}
 
 /* Quotients and weights for lane k and its partner lane k + LANES/2 (x, gx, e
  * and q point at lane k; the partner is h = LCHUNK/2 further on), with

@@ -23,8 +23,11 @@
 #include "summation.h"
 
 #define GRAD_CHUNK 512
-#define GRAD_LANES 8 /* lane_suffix8 / lane_prefix8 spell out the 8 chains */
-#define GRAD_LANE (GRAD_CHUNK / GRAD_LANES)
+#define GRAD_LANES CDFAST_LANES /* lane_scan8 (summation.h) / lane_prefix8 spell out the 8 chains */
+#define GRAD_LANE CDFAST_LANE
+#if GRAD_CHUNK != GRAD_LANES * GRAD_LANE
+#error "GRAD_CHUNK must be GRAD_LANES lanes of CDFAST_LANE steps (summation.h)"
+#endif
 
 /* Pass 1's chunk total: eight strided accumulators over x[0 .. m-1], the remainder
  * into accumulator 0, then a fixed tree. */
@@ -40,27 +43,8 @@ static double strided_sum(const double *restrict x, size_t m)
     return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
 }
 
-/* e[i] <- sum of x over (i, top of i's lane] for the 8 lanes at once; tot[k] <- lane
- * k's total.  Backwards, lane-interleaved: 8 independent chains in registers. */
-static void lane_suffix8(double *restrict e, double *restrict tot, const double *restrict x)
-{
-    double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0, l4 = 0.0, l5 = 0.0, l6 = 0.0, l7 = 0.0;
-    for (size_t j = GRAD_LANE; j-- > 0;) {
-        e[j + 0 * GRAD_LANE] = l0; l0 += x[j + 0 * GRAD_LANE];
-        e[j + 1 * GRAD_LANE] = l1; l1 += x[j + 1 * GRAD_LANE];
-        e[j + 2 * GRAD_LANE] = l2; l2 += x[j + 2 * GRAD_LANE];
-        e[j + 3 * GRAD_LANE] = l3; l3 += x[j + 3 * GRAD_LANE];
-        e[j + 4 * GRAD_LANE] = l4; l4 += x[j + 4 * GRAD_LANE];
-        e[j + 5 * GRAD_LANE] = l5; l5 += x[j + 5 * GRAD_LANE];
-        e[j + 6 * GRAD_LANE] = l6; l6 += x[j + 6 * GRAD_LANE];
-        e[j + 7 * GRAD_LANE] = l7; l7 += x[j + 7 * GRAD_LANE];
-    }
-    tot[0] = l0, tot[1] = l1, tot[2] = l2, tot[3] = l3;
-    tot[4] = l4, tot[5] = l5, tot[6] = l6, tot[7] = l7;
-}
-
 /* f[i] <- sum of q over [bottom of i's lane, i) for the 8 lanes at once; tot[k] <-
- * lane k's total.  Forwards: the mirror of lane_suffix8. */
+ * lane k's total.  Forwards: the mirror of lane_scan8. */
 static void lane_prefix8(double *restrict f, double *restrict tot, const double *restrict q)
 {
     double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0, l4 = 0.0, l5 = 0.0, l6 = 0.0, l7 = 0.0;
@@ -87,7 +71,7 @@ static int grad_chunk(const double *restrict x, const double *restrict g, double
 {
     double e[GRAD_CHUNK], q[GRAD_CHUNK], q2[GRAD_CHUNK], f[GRAD_CHUNK], tot[GRAD_LANES], vs[GRAD_LANES];
     int bad = 0, nf = 0;
-    lane_suffix8(e, tot, x);
+    lane_scan8(e, tot, x);
     double s = 0.0;
     for (size_t k = GRAD_LANES; k-- > 0;) {
         double t = base + s;
