@@ -155,6 +155,20 @@ def check_grad_sq(grad_sq: Any, n: int) -> FloatArray | None:
     return g
 
 
+def check_int(value: Any, name: str, lo: int) -> int:
+    """A whole number >= ``lo`` (an integral float such as 1e4 is accepted), as int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"{name} must be an integer, got {value!r}; {name} must be a whole number such as "
+                            "1000 or 1e3")
+    value = int(value)
+    if value < lo:
+        raise ValueError(f"{name} = {value} must be >= {lo}")
+    return value
+
+
 def check_scalar(value: Any, name: str, *, nonneg: bool = True) -> float:
     """A finite real scalar (and >= 0 if ``nonneg``), as float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -171,18 +171,6 @@ class OptimalSchedule:
 # Validation
 
 
-def _check_int(value: Any, name: str, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and float(value).is_integer():
-            value = int(value)
-        else:
-            raise TypeError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < lo:
-        raise ValueError(f"{name} = {value} must be >= {lo}")
-    return value
-
-
 def _check_positive(value: Any, name: str) -> float:
     v = V.check_scalar(value, name)
     if v == 0.0:
@@ -252,7 +240,7 @@ def stationary_schedule(
     """
     from . import _numba_grad as kg
 
-    T = _check_int(T, "T", 1)
+    T = V.check_int(T, "T", 1)
     D = _check_positive(D, "D")
     G = _check_positive(G, "G")
     g = _check_grad_sq(grad_sq, T)
@@ -592,7 +580,7 @@ def optimal_schedule(
     See the module docstring and docs/optimal_schedules.md.
     """
     t_start = time.perf_counter()
-    T = _check_int(T, "T", 2)
+    T = V.check_int(T, "T", 2)
     if isinstance(warmup, bool) or not isinstance(warmup, numbers.Integral) or warmup < 0:
         raise ValueError(f"warmup = {warmup!r} must be a non-negative integer number of steps")
     W = int(warmup)
@@ -612,8 +600,8 @@ def optimal_schedule(
         )
     if not isinstance(monotone, (bool, np.bool_)):
         raise TypeError(f"monotone must be True or False, got {monotone!r}")
-    knots = _check_int(knots, "knots", 0)
-    maxiter = _check_int(maxiter, "maxiter", 1)
+    knots = V.check_int(knots, "knots", 0)
+    maxiter = V.check_int(maxiter, "maxiter", 1)
     tol = V.check_scalar(tol, "tol")
     if method not in ("TNC", "L-BFGS-B", "auto"):
         raise ValueError(f"method = {method!r} must be 'TNC', 'L-BFGS-B' or 'auto'")

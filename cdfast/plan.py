@@ -205,18 +205,6 @@ class SchedulePlan:
 # Inputs
 
 
-def _check_int(value: Any, name: str, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and float(value).is_integer():
-            value = int(value)
-        else:
-            raise TypeError(f"{name} must be a whole number, got {value!r}")
-    value = int(value)
-    if value < lo:
-        raise ValueError(f"{name} = {value} must be >= {lo}")
-    return value
-
-
 def _warmup_of(lr: FloatArray) -> int:
     """Steps before a logged schedule first reaches its peak (its warmup), 0 if none."""
     top = float(lr.max())
@@ -428,19 +416,19 @@ def plan_schedule(
     norms are not known): plan with a fit made without them.
     """
     t0 = time.perf_counter()
-    T = _check_int(T, "T", 2)
+    T = V.check_int(T, "T", 2)
     S._check_T(T)  # a horizon too large for memory: one clear line
     fams = _families(families)
     level = V.check_scalar(level, "level")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level = {level!r} must lie in (0, 1), e.g. 0.9 for a 90% interval")
-    n_boot = _check_int(n_boot, "n_boot", 0)
+    n_boot = V.check_int(n_boot, "n_boot", 0)
     if 0 < n_boot < 20:
         raise ValueError(f"n_boot = {n_boot} must be 0 (no intervals) or >= 20")
     if not isinstance(monotone, (bool, np.bool_)):
         raise TypeError(f"monotone must be True or False, got {monotone!r}")
     if warmup is not None:
-        warmup = _check_int(warmup, "warmup", 0)
+        warmup = V.check_int(warmup, "warmup", 0)
         if warmup >= T:
             raise ValueError(f"warmup = {warmup} must be < T = {T}: at least one step must follow the warmup")
 
