@@ -557,8 +557,9 @@ def fit_loss_curves(
     ys = [r[2] for r in runs]
     masks = [r[5] for r in runs]
     for (tag, s, y, x, g, mask, *_), prep in zip(runs, preps):
-        if not np.all(np.isfinite(m.basis(m.shape_defaults(), prep)[mask])) and mask.any():
-            bad = mask & ~np.isfinite(m.basis(m.shape_defaults(), prep)).all(axis=1)
+        # the cheap search basis suffices: infinite steps (a zero LR) are infinite at any shape
+        bad = mask & ~np.isfinite(m.search_basis(m.shape_defaults(), prep)).all(axis=1)
+        if bad.any():
             j = int(np.argmax(bad))
             raise ValueError(f"model {m.name!r} is infinite at step {s[j]}{tag} (its learning rate eta_{s[j]} is 0, "
                              "or no positive LR precedes it); exclude it with fit_steps")
