@@ -751,17 +751,26 @@ def refined(
         pad = min(2 * width, T - 1) if T > 1 else 0
         ext = np.pad(g, (0, pad), mode="reflect") if pad else g
         g = median_filter(ext, size=width, mode="nearest")[:T]
-    inv = 1.0 / (g * g)
-    tail = np.cumsum(inv[::-1])[::-1]  # tail[t] = sum_{p >= t} g_p^-2, accumulated from the end
-    w = np.empty(T)
-    if last == "extend":  # one more step with the last norm: g_{T+1} = g_T
-        w[:-1] = inv[:-1] * (tail[1:] + inv[-1])
-        w[-1] = inv[-1] * inv[-1]
-    else:
-        w[:-1] = inv[:-1] * tail[1:]
-        w[-1] = 0.0
+    # The schedule is scale-free in the norms (it is normalised by its maximum), so the
+    # norms are divided by their largest first: tiny norms (1e-200) would otherwise
+    # overflow 1 / g^2 to inf and turn every LR into nan.
+    g = g / g.max()
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # checked below
+        inv = 1.0 / (g * g)
+        tail = np.cumsum(inv[::-1])[::-1]  # tail[t] = sum_{p >= t} g_p^-2, accumulated from the end
+        w = np.empty(T)
+        if last == "extend":  # one more step with the last norm: g_{T+1} = g_T
+            w[:-1] = inv[:-1] * (tail[1:] + inv[-1])
+            w[-1] = inv[-1] * inv[-1]
+        else:
+            w[:-1] = inv[:-1] * tail[1:]
+            w[-1] = 0.0
     if not w.any():  # T = 1 with last="zero"
         raise ValueError("grad_norms has a single step and last='zero' gives it LR 0; use last='extend'")
+    if not np.isfinite(w).all():
+        raise ValueError(f"grad_norms spans too many orders of magnitude (largest / smallest = "
+                         f"{float(1.0 / g.min()):.3g}) for the refined schedule in float64 (it uses norm^-4); "
+                         "clip the smallest norms")
     return peak * (w / w.max())
 
 

@@ -82,6 +82,10 @@ def with_warmup(shape: ArrayLike, warmup: int, init: float = 0.0) -> FloatArray:
     if warmup > s.shape[0]:
         raise ValueError(f"warmup = {warmup} exceeds the schedule length T = {s.shape[0]}; use warmup <= T")
     init = _check_fraction(init, "init", 0.0, 1.0, False, False)
+    bad = ~np.isfinite(s)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"shape[{i}] is {s[i]}; a schedule shape must be finite (fill or drop the step)")
     if warmup:
         t = np.arange(warmup, dtype=np.float64)
         s[:warmup] *= init + (1.0 - init) * (t / warmup)
@@ -224,6 +228,18 @@ def family(name: str, **params) -> Callable[[int], FloatArray]:
     return lambda T: make(name, T, **params)
 
 
+def _unit_interval(x: ArrayLike) -> FloatArray:
+    """``x`` as float64, every entry in [0, 1] (the fraction of training done)."""
+    arr = np.asarray(x, dtype=np.float64)
+    bad = ~((arr >= 0.0) & (arr <= 1.0))  # also catches nan
+    if bad.any():
+        i = np.unravel_index(int(np.argmax(bad)), arr.shape)
+        idx = f"[{', '.join(map(str, i))}]" if arr.ndim else ""
+        raise ValueError(f"x{idx} = {float(arr[i])!r} is outside [0, 1]; s(x) is defined for the fraction "
+                         "x = t / T of training done")
+    return arr
+
+
 def continuous(name: str, **params) -> Callable[[FloatArray], FloatArray]:
     """The continuous limit ``s(x)`` on [0, 1] of a named family (x = t / T).
 
@@ -238,18 +254,18 @@ def continuous(name: str, **params) -> Callable[[FloatArray], FloatArray]:
             f"its parameters are {sorted(allowed[name]) or 'none'}"
         )
     if name == "constant":
-        return lambda x: np.ones_like(np.asarray(x, dtype=np.float64))
+        return lambda x: np.ones_like(_unit_interval(x))
     if name == "linear":
-        return lambda x: 1.0 - np.asarray(x, dtype=np.float64)
+        return lambda x: 1.0 - _unit_interval(x)
     if name == "cosine":
         final = _check_fraction(params.get("final", 0.0), "final", 0.0, 1.0, False, False)
-        return lambda x: final + (1.0 - final) * np.sin((1.0 - np.asarray(x, dtype=np.float64)) * math.pi / 2) ** 2
+        return lambda x: final + (1.0 - final) * np.sin((1.0 - _unit_interval(x)) * math.pi / 2) ** 2
     if name == "wsd":
         frac = _check_fraction(params.get("decay_frac", 0.2), "decay_frac", 0.0, 1.0, True, False)
         decay = params.get("decay", "linear")
         if decay not in DECAYS:
             raise ValueError(f"decay = {decay!r} is not one of {DECAYS}")
-        return lambda x: _cooldown(np.minimum((1.0 - np.asarray(x, dtype=np.float64)) / frac, 1.0), decay)
+        return lambda x: _cooldown(np.minimum((1.0 - _unit_interval(x)) / frac, 1.0), decay)
     if name == "inverse_sqrt":
         raise ValueError("inverse_sqrt has no horizon-free continuous limit s(x); use the discrete family")
     raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(FAMILIES)}")
