@@ -255,13 +255,33 @@ def terms(kind: str, lr: Any, grad_sq: Any, backend: str | None, fn: str):
 
 
 def combine(a: Any, b: Any, D: Any, G: Any, L_star: Any) -> Any:
-    """``L_star + D^2 a + G^2 b`` in the operation order of the 1-D functions."""
+    """``L_star + D^2 a + G^2 b`` in the operation order of the 1-D functions.
+
+    ``a`` and ``b`` are finite (the kernels check them); a non-finite result can only come
+    from ``D``, ``G`` or ``L_star`` too large for float64, which raises ValueError.
+    """
     if is_dask(a) or any(is_dask(v) for v in (D, G, L_star)):
         return L_star + D * D * a + G * G * b
-    if all(np.ndim(v) == 0 for v in (a, b, D, G, L_star)):
-        return L_star + D * D * a + G * G * b
-    with np.errstate(invalid="ignore"):
-        return np.asarray(L_star + D * D * np.asarray(a) + G * G * np.asarray(b), dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if all(np.ndim(v) == 0 for v in (a, b, D, G, L_star)):
+            out = L_star + D * D * a + G * G * b
+        else:
+            out = np.asarray(L_star + D * D * np.asarray(a) + G * G * np.asarray(b), dtype=np.float64)
+    if not np.all(np.isfinite(out)):
+        _raise_overflow(a, b, D, G, L_star, out)
+    return out
+
+
+def _raise_overflow(a: Any, b: Any, D: Any, G: Any, L_star: Any, out: Any) -> None:
+    i = np.unravel_index(int(np.argmax(~np.isfinite(out))), np.shape(out)) if np.ndim(out) else ()
+    parts = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (a, b, D, G, L_star)))
+    av, bv, dv, gv, lv = (float(p[i]) if p.ndim else float(p) for p in parts)
+    where = f" (row {list(map(int, i))})" if i else ""
+    with np.errstate(over="ignore", invalid="ignore"):
+        culprit = ("D", dv, "D^2 a") if not np.isfinite(dv * dv * av) else ("G", gv, "G^2 b")
+    raise ValueError(f"the bound overflows float64{where}: {culprit[0]} = {culprit[1]!r} makes {culprit[2]} "
+                     f"infinite (a = {av!r}, b = {bv!r}, L_star = {lv!r}); rescale the losses so that "
+                     f"{culprit[0]} fits double precision (bound = L_star + D^2 a + G^2 b)")
 
 
 def scalar(value: Any, name: str, *, nonneg: bool = True, positive: bool = False) -> Any:

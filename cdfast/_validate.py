@@ -21,6 +21,23 @@ FloatArray = NDArray[np.float64]
 _WHAT = {"lr": "learning rates", "grad_sq": "per-step squared gradient bounds G_t^2"}
 
 
+def _unmasked(x: Any, name: str) -> Any:
+    """``x`` itself, or the data of a masked array with nothing masked.
+
+    NumPy's ``np.asarray`` drops a mask and keeps the masked-out values, so a masked
+    array with masked entries is refused rather than read with values the user hid.
+    """
+    if isinstance(x, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(x)
+        if mask.any():
+            i = np.unravel_index(int(np.argmax(mask)), mask.shape)
+            idx = ", ".join(map(str, i))
+            raise ValueError(f"{name}[{idx}] is masked; cdfast does not read masked arrays' hidden values: "
+                             f"pass {name}.compressed() to drop the masked steps or {name}.filled(value) to fill them")
+        return np.ma.getdata(x)
+    return x
+
+
 def as_vector(x: Any, name: str) -> FloatArray:
     """Return ``x`` as a 1-D, non-empty, C-contiguous float64 array (one copy at most).
 
@@ -29,7 +46,7 @@ def as_vector(x: Any, name: str) -> FloatArray:
     """
     if isinstance(x, (str, bytes)):
         raise TypeError(f"{name} must be a 1-D array of numbers, got a {type(x).__name__}")
-    arr = np.asarray(x)
+    arr = np.asarray(_unmasked(x, name))
     if arr.dtype == object:
         try:
             arr = arr.astype(np.float64)
@@ -55,7 +72,7 @@ def as_stack(x: Any, name: str) -> FloatArray:
     """
     if isinstance(x, (str, bytes)):
         raise TypeError(f"{name} must be an array of numbers, got a {type(x).__name__}")
-    arr = np.asarray(x)
+    arr = np.asarray(_unmasked(x, name))
     if arr.dtype == object:
         try:
             arr = arr.astype(np.float64)
@@ -86,7 +103,7 @@ def check_scalars(value: Any, name: str, *, nonneg: bool = True, positive: bool 
         if positive and v == 0.0:
             raise ValueError(f"{name} = 0 makes the optimal peak LR degenerate (0 or infinite); pass {name} > 0")
         return v
-    arr = np.asarray(value)
+    arr = np.asarray(_unmasked(value, name))
     if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
@@ -201,7 +218,7 @@ def as_steps(x: Any, name: str, T: int | None = None) -> NDArray[np.int64]:
     Whole-valued floats are accepted; a step of 0 gets a hint (no bound exists before
     the first update).
     """
-    arr = np.asarray(x)
+    arr = np.asarray(_unmasked(x, name))
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence of 1-based iterations, got shape {arr.shape}")
     if arr.dtype.kind == "f":
