@@ -20,6 +20,8 @@ bounded linear least-squares problem), so a new model is one small class:
 
 from __future__ import annotations
 
+import math
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -66,6 +68,26 @@ class Param:
     doc: str = ""
     log: bool = False
     prior: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        where = f"Param {self.name!r}"
+        for attr in ("lo", "hi"):
+            v = getattr(self, attr)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or math.isnan(v):
+                raise ValueError(f"{where}: {attr} = {v!r} must be a real number (-inf/inf allowed for coefficients)")
+        if self.lo > self.hi:
+            raise ValueError(f"{where}: lo = {self.lo!r} > hi = {self.hi!r}; the bounds must satisfy lo <= hi")
+        for k, v in enumerate(self.start):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not self.lo <= v <= self.hi:
+                raise ValueError(f"{where}: start[{k}] = {v!r} must be a number in [lo, hi] = "
+                                 f"[{self.lo!r}, {self.hi!r}]")
+        if self.log and not self.lo > 0:
+            raise ValueError(f"{where}: log=True needs lo > 0 (a log-scale search), got lo = {self.lo!r}")
+        if self.prior is not None:
+            if len(self.prior) != 2 or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in self.prior) \
+                    or not self.prior[1] > 0:
+                raise ValueError(f"{where}: prior = {self.prior!r} must be (center, width) with finite numbers "
+                                 "and width > 0")
 
     @property
     def fixed(self) -> bool:

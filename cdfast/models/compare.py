@@ -57,6 +57,9 @@ class Leaderboard:
 
     @property
     def best(self) -> str:
+        if not self.rows:
+            raise ValueError("the leaderboard is empty: no model was scored (compare_models needs at least one "
+                             "model and one run)")
         return self.rows[0]["model"]
 
     def __str__(self) -> str:
@@ -68,7 +71,8 @@ class Leaderboard:
         lines = [[_fmt(r.get(k)) for k in keys] + ([f"{r['failed']} failed"] if r["failed"] else [])
                  for r in self.rows]
         widths = [max(len(x) for x in col) for col in zip(head, *[ln[:len(head)] for ln in lines])]
-        out = [f"held-out prediction error ({self.protocol}); best: {self.best}",
+        best = self.best if self.rows else "none (no model was scored)"
+        out = [f"held-out prediction error ({self.protocol}); best: {best}",
                "  ".join(h.rjust(w) for h, w in zip(head, widths))]
         for ln in lines:
             out.append("  ".join(x.rjust(w) for x, w in zip(ln, widths)) + ("  " + ln[-1] if len(ln) > len(head) else ""))
