@@ -30,8 +30,9 @@ yet) cannot be fitted; asking to fit them raises ValueError.  Predictions there 
 
 from __future__ import annotations
 
+import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import Any, Iterable, Sequence
 
@@ -57,14 +58,30 @@ PEAK_POWER_BOUNDS = (0.0, 2.0)  # search interval of peak_power="fit"; 1 is the 
 
 
 def r_squared(y: ArrayLike, yhat: ArrayLike) -> float:
-    """Coefficient of determination ``1 - SS_res / SS_tot`` (nan for < 2 points)."""
+    """Coefficient of determination ``1 - SS_res / SS_tot``.
+
+    Computed on ``y / max|y|`` so that losses near the float64 limit (1e300) do not
+    overflow the sums of squares.  nan for fewer than 2 points or a non-finite
+    prediction; for a constant ``y`` (``SS_tot = 0``) R^2 is 1 when the prediction
+    equals it to rounding and nan (undefined) otherwise.
+    """
     y = np.asarray(y, dtype=np.float64)
     yhat = np.asarray(yhat, dtype=np.float64)
-    if y.size < 2:
+    if y.size < 2 or not (np.all(np.isfinite(y)) and np.all(np.isfinite(yhat))):
         return float("nan")
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    ss_res = float(np.sum((y - yhat) ** 2))
-    return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+    scale = float(np.max(np.abs(y)))
+    if scale == 0.0 or not math.isfinite(scale):
+        scale = 1.0
+    y, yhat = y / scale, yhat / scale
+    with np.errstate(over="ignore"):
+        ss_tot = float(np.sum((y - y.mean()) ** 2))
+        ss_res = float(np.sum((y - yhat) ** 2))
+    if not math.isfinite(ss_res):
+        return float("nan")
+    tiny = y.size * (16.0 * np.finfo(np.float64).eps) ** 2  # rounding of values of size <= 1
+    if ss_tot <= tiny:
+        return 1.0 if ss_res <= tiny else float("nan")
+    return 1.0 - ss_res / ss_tot
 
 
 @dataclass(frozen=True)
@@ -95,6 +112,8 @@ class CurveFit:
     robust, peak_power :
         Options of ``model="bound"`` (Huber log-residual fit; the peak LR enters as
         ``eta_peak**peak_power``).
+    divergence : tuple of ((int, float) or None), or None
+        Per run, ``(step, loss)`` where it diverged, as passed to the fit (None: not told).
     """
 
     model: LossModel
@@ -111,6 +130,12 @@ class CurveFit:
     robust: bool = False
     peak_power: float = 1.0
     data: "_FitData | None" = field(default=None, repr=False, compare=False)
+    divergence: tuple[tuple[int, float] | None, ...] | None = None
+
+    @property
+    def diverged(self) -> bool:
+        """Whether a fitted run diverged (see ``divergence``)."""
+        return any(d is not None for d in self.divergence or ())
 
     @property
     def model_name(self) -> str:
@@ -392,10 +417,14 @@ def _rescale(terms: tuple[ArrayLike, ArrayLike], lr: FloatArray, peak_power: flo
 
 
 def _solve(A: FloatArray, y: FloatArray, robust: bool) -> tuple[FloatArray, float]:
-    """theta = (L_inf, D^2, G^2) minimising the (robust) misfit with D^2, G^2 >= 0, and that misfit."""
+    """theta = (L_inf, D^2, G^2) minimising the (robust) misfit with D^2, G^2 >= 0, and that misfit
+    (in units of ``max|y|``: losses near 1e300 would overflow its sum of squares)."""
     scale = np.max(np.abs(A), axis=0)
     scale[scale == 0] = 1.0
     As = A / scale
+    y_scale = float(np.max(np.abs(y)))
+    y_scale = y_scale if 0.0 < y_scale < np.inf else 1.0
+    y = y / y_scale
     lo = np.array([-np.inf, 0.0, 0.0])
     res = lsq_linear(As, y, bounds=(lo, np.full(3, np.inf)), method="bvls")
     theta, cost = res.x, float(res.cost)
@@ -416,7 +445,7 @@ def _solve(A: FloatArray, y: FloatArray, robust: bool) -> tuple[FloatArray, floa
         out = least_squares(resid, start, jac=jac, bounds=(lo, np.full(3, np.inf)), loss="huber",
                             f_scale=HUBER_DELTA, x_scale="jac", method="trf")
         theta, cost = out.x, float(out.cost)
-    return theta / scale, cost
+    return theta / scale * y_scale, cost
 
 
 def _burn_threshold(burn_in: int | float, T: int) -> float:
@@ -518,6 +547,7 @@ def fit_loss_curves(
     robust: bool = False,
     terms: Sequence[tuple[ArrayLike, ArrayLike] | None] | None = None,
     peak_power: float | str = 1.0,
+    divergence: Sequence[tuple[int, float] | None] | None = None,
 ) -> CurveFit:
     """Fit a loss model to several runs at once: they share every parameter.
 
@@ -533,7 +563,45 @@ def fit_loss_curves(
     peak); ``peak_power="fit"`` estimates the exponent with which the peak LR enters
     (bounded scalar search over ``PEAK_POWER_BOUNDS`` of the profiled misfit; it needs
     runs with at least two different peak LRs).
+
+    ``divergence[i]``: ``(step, loss)`` where run ``i`` diverged (its log's
+    :attr:`cdfast.io.TrainingLog.divergence`), or None; the fit then warns that it
+    describes that run only up to its divergence (``.warnings``, ``.summary()``).
     """
+    div, div_msgs = _divergence_messages(divergence, len(lrs) if hasattr(lrs, "__len__") else None)
+    fit = _fit_loss_curves(lrs, steps, losses, model, fit_steps, grad_sq, burn_in, prior, robust, terms, peak_power)
+    if div is None:
+        return fit
+    return replace(fit, warnings=fit.warnings + _warn(div_msgs), divergence=div)
+
+
+def _divergence_messages(divergence: Any, n: int | None) -> tuple[tuple[Any, ...] | None, list[str]]:
+    if divergence is None:
+        return None, []
+    divergence = list(divergence)
+    if n is not None and len(divergence) != n:
+        raise ValueError(f"divergence needs one entry per run ({n}), got {len(divergence)}; None for a run that "
+                         "did not diverge")
+    msgs, out = [], []
+    for i, d in enumerate(divergence):
+        if d is None:
+            out.append(None)
+            continue
+        try:
+            step, value = d
+            step, value = int(step), float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"divergence[{i}] = {d!r} must be (step, loss) or None, as TrainingLog.divergence "
+                            "gives it") from None
+        out.append((step, value))
+        run = "the run " if n == 1 else f"run {i} "
+        msgs.append(f"{run}diverged: its loss is {value} at step {step}; the fit describes its steps before "
+                    "the divergence, and predictions assume a run that keeps training normally")
+    return tuple(out), msgs
+
+
+def _fit_loss_curves(lrs, steps, losses, model, fit_steps, grad_sq, burn_in, prior, robust, terms,
+                     peak_power) -> CurveFit:
     m = get_model(model)
     burn_in = _auto_burn(burn_in, m)
     if m.name == "bound":
@@ -593,8 +661,8 @@ def _fit_averaged(m: Averaged, lrs, steps, losses, fit_steps, grad_sq, burn_in, 
     """Fit every member on its own; the averaged model predicts their mean."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FitWarning)
-        fits = [fit_loss_curves(lrs, steps, losses, model=member, fit_steps=fit_steps, grad_sq=grad_sq,
-                                burn_in=burn_in, prior=prior) for member in m.members]
+        fits = [_fit_loss_curves(lrs, steps, losses, member, fit_steps, grad_sq, burn_in, prior, False, None, 1.0)
+                for member in m.members]
     del caught  # re-issued below with the member's name
     params = {f"{f.model.name}:{k}": v for f in fits for k, v in f.params.items()}
     first = fits[0]
@@ -688,6 +756,7 @@ def fit_loss_curve(
     prior: bool = True,
     robust: bool = False,
     peak_power: float = 1.0,
+    divergence: tuple[int, float] | None = None,
 ) -> CurveFit:
     """Fit a loss model to a logged loss curve; predict any other schedule with ``.predict``.
 
@@ -725,6 +794,10 @@ def fit_loss_curve(
         Options of ``model="bound"``: Huber loss on log residuals; the peak LR entering
         the bound as ``eta_peak**peak_power`` (estimate it with ``fit_loss_curves(...,
         peak_power="fit")`` on runs with several peak LRs).
+    divergence : (int, float), optional
+        Where the run diverged, ``(step, loss)``: pass the log's
+        :attr:`cdfast.io.TrainingLog.divergence`.  The fit then warns (``.warnings`` and
+        ``.summary()``) that it describes the steps before the divergence only.
 
     Returns
     -------
@@ -747,4 +820,5 @@ def fit_loss_curve(
     if isinstance(lr, (list, tuple)) and lr and not np.isscalar(lr[0]):
         raise ValueError("fit_loss_curve takes one run (lr is a list of sequences); use fit_loss_curves for several")
     return fit_loss_curves([lr], [steps], [loss], model=model, fit_steps=[fit_steps], grad_sq=[grad_sq],
-                           burn_in=burn_in, prior=prior, robust=robust, peak_power=peak_power)
+                           burn_in=burn_in, prior=prior, robust=robust, peak_power=peak_power,
+                           divergence=None if divergence is None else [divergence])

@@ -162,6 +162,10 @@ class SchedulePlan:
             head += f" fitted to\n  {self.run_name}"
             if self.run_peak_lr is not None:
                 head += f" (T = {self.run_T}, peak LR {self.run_peak_lr:.4g})"
+        for d in fit.divergence or ():
+            if d is not None:
+                head += (f"\nwarning: the fitted run diverged (loss {d[1]} at step {d[0]}): this plan extrapolates "
+                         "its steps before the divergence and cannot tell whether the recommended schedules avoid it")
         band = not math.isnan(self.optimal.lo)
         pct = f"{100 * self.level:g}%"
         rows = [["schedule", "best peak LR", "predicted final loss"] + ([f"{pct} interval"] if band else [])]
@@ -248,7 +252,7 @@ def _source(source: Any, model: Any, loss: str | None) -> tuple[Any, Any]:
     if not _has_gradient(m):  # refuse before the fit
         raise ValueError(f"model {m.name!r} gives no gradient with respect to the learning rates{_needs_grad()}")
     lr, steps, y = source.curve()
-    return fit_loss_curve(lr, steps, y, model=m), source
+    return fit_loss_curve(lr, steps, y, model=m, divergence=source.divergence), source
 
 
 def _families(families: Sequence[Family]) -> list[tuple[str, str, dict[str, Any]]]:

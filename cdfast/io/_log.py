@@ -13,6 +13,7 @@ Indexing (docs/math.md section 1): ``lr[i] = eta_{i+1}`` is the LR of update ``i
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
@@ -131,6 +132,11 @@ def choose_loss(columns: Sequence[str], requested: str | None, where: str) -> st
 # Series helpers
 
 
+class LogWarning(UserWarning):
+    """Something in a training log that the reader kept but that changes what it means
+    (a diverged run: an infinite loss)."""
+
+
 def last_per_step(steps: ArrayLike, values: ArrayLike) -> tuple[IntArray, FloatArray]:
     """Sort by step, keep the value logged *last* for a step logged twice (a resumed run
     re-logs the steps after its checkpoint), and drop NaN values."""
@@ -147,6 +153,44 @@ def last_per_step(steps: ArrayLike, values: ArrayLike) -> tuple[IntArray, FloatA
     _, first_in_rev = np.unique(rev_s, return_index=True)  # sorted unique steps, last occurrence of each
     idx = s.size - 1 - first_in_rev
     return s[idx].astype(np.int64), v[idx]
+
+
+def first_divergence(steps: ArrayLike, values: ArrayLike, explicit_nan: bool = False) -> tuple[tuple[int, float] | None, int, int]:
+    """``((step, value) of the first infinite loss at a step >= 1, or None, number of such
+    steps, number of finite losses logged after the first)``, after
+    :func:`last_per_step`'s rule (the value logged last for a step wins).
+
+    An infinite loss is a diverged (or overflowed) run.  A NaN counts too when the format
+    stores only logged values (``explicit_nan``: TensorBoard); elsewhere NaN is an empty
+    cell or a metric not logged in that row.
+    """
+    s = np.asarray(steps, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(s) & (s >= 1)
+    s, v = s[ok], v[ok]
+    if s.size == 0:
+        return None, 0, 0
+    _, first_in_rev = np.unique(s[::-1], return_index=True)
+    idx = s.size - 1 - first_in_rev
+    s, v = s[idx], v[idx]
+    bad = np.isinf(v) | (np.isnan(v) if explicit_nan else False)
+    if not bad.any():
+        return None, 0, 0
+    i = int(np.argmax(bad))
+    after = int(np.count_nonzero(np.isfinite(v[i:])))
+    return (int(s[i]), float(v[i])), int(np.count_nonzero(bad)), after
+
+
+def check_steps(steps: ArrayLike, column: str, where: str) -> None:
+    """Refuse a negative logged step: a log's steps count updates from 0, and a negative
+    one is corruption (or a different column), not a point to drop."""
+    s = np.asarray(steps, dtype=np.float64)
+    neg = s < 0
+    if neg.any():
+        i = int(np.argmax(neg))
+        raise ValueError(f"{where}: column {column!r} is logged at step {s[i]:g} (entry {i}); steps count "
+                         "optimizer updates and cannot be negative: fix or drop those rows, or choose the step "
+                         "column with step=NAME")
 
 
 @dataclass
@@ -214,6 +258,11 @@ class TrainingLog:
         the trainer and its indexing convention, the LR check, branch and parent, ...
     columns : tuple of str
         Every numeric column the log has (pass one as ``loss=`` to use it instead).
+    divergence : (int, float) or None
+        ``(step, value)`` of the first infinite loss (NaN too in TensorBoard logs), or None:
+        the run diverged there (or its loss overflowed).  ``steps``/``loss`` hold only the
+        finite losses; :func:`cdfast.io.read_log` warns (:class:`LogWarning`), and fits,
+        plans and forecasts from such a log say so.
     """
 
     steps: IntArray
@@ -229,11 +278,14 @@ class TrainingLog:
     config: dict[str, Any] = field(default_factory=dict, repr=False)
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
     columns: tuple[str, ...] = ()
+    divergence: tuple[int, float] | None = None
 
     def __repr__(self) -> str:
         return (f"TrainingLog(name={self.name!r}, format={self.format!r}, T={self.T}, "
                 f"{self.steps.shape[0]} losses ({self.loss_name}) at steps {self._span()}, "
-                f"lr_source={self.lr_source!r}, grad_norm={'yes' if self.grad_norm is not None else 'no'})")
+                f"lr_source={self.lr_source!r}, grad_norm={'yes' if self.grad_norm is not None else 'no'}"
+                + (f", diverged at step {self.divergence[0]} (loss {self.divergence[1]})" if self.divergence else "")
+                + ")")
 
     def _span(self) -> str:
         return f"{self.steps[0]}..{self.steps[-1]}" if self.steps.size else "none"
@@ -289,16 +341,23 @@ def assemble(raw: RawLog, *, loss: str | None = None, lr: ArrayLike | str | None
     loss_name = choose_loss(columns, loss, where)
     offset = conv.eval_loss if is_eval_name(loss_name) else conv.train_loss
     s_raw, v_raw = raw.series[loss_name]
+    check_steps(s_raw, loss_name, where)
+    divergence, n_bad, n_after = first_divergence(np.asarray(s_raw, dtype=np.float64) + offset, v_raw,
+                                                  explicit_nan=raw.format == "tensorboard")
     steps, values = last_per_step(np.asarray(s_raw, dtype=np.float64) + offset, v_raw)
     keep = steps >= 1
     steps, values = steps[keep], values[keep]
     if steps.size == 0:
+        if divergence is not None:
+            raise ValueError(f"{where}: column {loss_name!r} diverged at once: its first loss after step 0 is "
+                             f"{divergence[1]} (step {divergence[0]}), and no finite loss is logged")
         raise ValueError(f"{where}: column {loss_name!r} has no finite loss after step 0")
 
     # gradient norms: G_j for update j
     grad = grad_steps = None
     if raw.grad_name is not None and raw.grad_name in raw.series:
         gs, gv = raw.series[raw.grad_name]
+        check_steps(gs, raw.grad_name, where)
         grad_steps, grad = last_per_step(np.asarray(gs, dtype=np.float64) + conv.grad, gv)
         ok = grad_steps >= 1
         grad_steps, grad = grad_steps[ok], grad[ok]
@@ -317,6 +376,7 @@ def assemble(raw: RawLog, *, loss: str | None = None, lr: ArrayLike | str | None
         lr_name = lr
     if lr_name is not None and lr_name in raw.series:
         ls, lv = raw.series[lr_name]
+        check_steps(ls, lr_name, where)
         li, lvals = last_per_step(ls, lv)
         knots_i = li - (1 if conv.lr == "current" else 0)
         ok = knots_i >= 0
@@ -356,8 +416,23 @@ def assemble(raw: RawLog, *, loss: str | None = None, lr: ArrayLike | str | None
         inside = grad_steps <= T
         grad_steps, grad = grad_steps[inside], grad[inside]
 
+    if divergence is not None:
+        meta["divergence"] = {"step": divergence[0], "value": divergence[1], "non_finite_steps": n_bad,
+                              "finite_after": n_after}
+        warnings.warn(divergence_message(raw.name, divergence, n_bad, n_after, loss_name), LogWarning, stacklevel=3)
     return TrainingLog(
         steps=_frozen(steps), loss=_frozen(values), lr=_frozen(lr_arr), grad_norm=_frozen(grad),
         grad_norm_steps=_frozen(grad_steps), name=raw.name, format=raw.format, T=int(T), lr_source=source,
-        loss_name=loss_name, config=dict(raw.config), meta=meta, columns=columns,
+        loss_name=loss_name, config=dict(raw.config), meta=meta, columns=columns, divergence=divergence,
     )
+
+
+def divergence_message(name: str, divergence: tuple[int, float], n_bad: int = 1, n_after: int = 0,
+                       column: str = "loss") -> str:
+    """One sentence on a diverged run, shared by the reader's warning and the fits' warnings."""
+    step, value = divergence
+    more = f" (and at {n_bad - 1} later logged step(s))" if n_bad > 1 else ""
+    after = (f"; {n_after} finite loss(es) follow it (a transient overflow?) and are kept" if n_after
+             else "; only the losses before it are kept")
+    return (f"run {name!r} diverged: {column} is {value} at step {step}{more}{after}. Fits, plans and forecasts "
+            "from this run describe its steps before the divergence, not a run that trains to the end")
