@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -200,6 +201,9 @@ class HorizonFit:
         return self.L_inf + self.k / np.sqrt(np.asarray(horizon, dtype=np.float64))
 
     def summary(self) -> str:
+        if self.n <= 2:
+            return (f"HorizonFit: L = {self.L_inf:.4f} + {self.k:.4g}/sqrt(T)  ({self.n} horizons: the two "
+                    "constants are determined exactly, so R^2 = 1 says nothing and there are no standard errors)")
         return (f"HorizonFit: L = {self.L_inf:.4f} + {self.k:.4g}/sqrt(T)  ({self.n} horizons, "
                 f"R^2 = {self.r2:.4f}, max rel. error = {self.max_rel_error:.2%})")
 
@@ -229,6 +233,10 @@ def fit_horizon_law(horizon: ArrayLike, loss: ArrayLike) -> HorizonFit:
     res = linregress(x, y)
     pred = res.intercept + res.slope * x
     se = y.size > 2
+    if not se:
+        warnings.warn("fit_horizon_law: two runs determine L_inf and k exactly, so the fit has no standard "
+                      "errors (L_inf_se and k_se are nan) and R^2 = 1 by construction; add a third horizon to "
+                      "test the law", UserWarning, stacklevel=2)
     return HorizonFit(
         L_inf=float(res.intercept), k=float(res.slope), r2=r_squared(y, pred),
         max_rel_error=float(np.max(np.abs(pred - y) / np.abs(y))), n=int(y.size),
