@@ -52,13 +52,42 @@ def _sysconf_available() -> int | None:
         return None
 
 
+def _address_space_headroom() -> int | None:
+    """Address space left under ``ulimit -v`` (RLIMIT_AS), or None when unlimited.
+
+    The limit counts virtual memory, so the headroom is the limit minus this process's
+    current virtual size (``VmSize`` of /proc/self/status).
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    used = 0
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    used = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(int(soft) - used, 0)
+
+
 def available_bytes() -> int | None:
     """Memory this process can still allocate without swapping, or None if unknown.
 
-    Linux: ``MemAvailable`` of /proc/meminfo, capped by the cgroup limit (containers);
-    elsewhere the free physical pages (``os.sysconf``), where available.
+    Linux: ``MemAvailable`` of /proc/meminfo, capped by the cgroup limit (containers)
+    and by the address-space limit (``ulimit -v``); elsewhere the free physical pages
+    (``os.sysconf``), where available.
     """
-    found = [v for v in (_meminfo_available(), _cgroup_headroom()) if v is not None]
+    found = [v for v in (_meminfo_available(), _cgroup_headroom(), _address_space_headroom()) if v is not None]
     if not found:
         v = _sysconf_available()
         return v

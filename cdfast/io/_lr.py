@@ -109,6 +109,11 @@ def lr_from_config(config: Mapping[str, Any], *, cos_floor: float | None = None)
         raise ValueError(f"config['lr'] = {peak!r} must be a positive peak learning rate")
     if T < 1:
         raise ValueError(f"config['iterations'] = {T} must be >= 1")
+    if T > 1 << 24:  # size before allocating (a few arrays of T floats): one clear line, not a MemoryError
+        from .._memory import check_fits
+
+        check_fits(T, what=f"config['iterations'] = {T}", arrays=3,
+                   fix="check the config's iterations, or pass the LRs with lr=")
     if not 0 <= W < T and kind != "none":
         raise ValueError(f"config['warmup_steps'] = {W} must lie in [0, iterations = {T})")
     t = np.arange(T, dtype=np.float64)
