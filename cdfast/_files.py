@@ -7,11 +7,17 @@
   terminated run leaves no ``.cdfast-*.tmp`` files.
 * :func:`same_file` tells whether two paths name one file (through symbolic and hard
   links), so an output can be refused when it would replace an input.
+* :func:`check_input` refuses an input that is neither a regular file nor a folder (a
+  named pipe would block the reader forever, a device would be read without end), and
+  :func:`check_output` an output that exists and is not a regular file (renaming over
+  a device such as a copy of /dev/full would replace it with a file).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 import threading
 from typing import IO, Any, Callable, Iterable
@@ -89,16 +95,68 @@ def remove_temporaries() -> None:
             pass
 
 
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_input(path: str | os.PathLike, what: str = "input") -> None:
+    """Raise ValueError if ``path`` exists and is neither a regular file nor a folder.
+
+    Reading a named pipe blocks until a writer appears (forever, for a log), and a
+    device such as /dev/zero never ends.  A missing path is left to the caller.
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise ValueError(f"{what} {os.fspath(path)!r} is {_kind(st.st_mode)}, not a regular file or a folder; "
+                         "cdfast reads logs and LR files from regular files only: save it to a file first")
+
+
+def check_output(path: str | os.PathLike, what: str = "output") -> None:
+    """Raise if ``path`` exists and is not a regular file (a folder: IsADirectoryError;
+    a device, pipe or socket: ValueError): outputs are renamed into place, which would
+    replace it."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, f"{what} is a directory; give a file name", os.fspath(path))
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{what} {os.fspath(path)!r} exists and is {_kind(st.st_mode)}; cdfast writes a file by "
+                         "renaming a new one into place, which would replace it: choose a regular file name")
+
+
+def _naming(exc: OSError, path: str) -> OSError:
+    """``exc`` re-raised with the user's ``path`` instead of a temporary file's (or none)."""
+    new = type(exc)(exc.errno, exc.strerror or str(exc), path)
+    return new
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], mode: str = "w") -> None:
     """Call ``write(fh)`` on a temporary file beside ``path``, then rename it into place.
 
     On any failure (including KeyboardInterrupt) the temporary file is removed and
     ``path`` is left as it was.  The file gets the permissions a plain ``open`` would
-    give it (mkstemp's are 0600).
+    give it (mkstemp's are 0600).  An existing ``path`` that is not a regular file is
+    refused (:func:`check_output`); an OSError while writing (a missing folder, a full
+    disk, ``File too large``) names ``path``, not the temporary file.
     """
     path = os.fspath(path)
+    check_output(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = _mkstemp(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot write {path!r}: folder {directory!r} does not exist")
+    try:
+        fd, tmp = _mkstemp(directory)
+    except OSError as exc:
+        raise _naming(exc, path) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **({"newline": ""} if "b" not in mode else {})) as fh:
@@ -106,6 +164,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], mode
         os.replace(tmp, path)
         with _lock:
             _temporaries.discard(tmp)
+    except OSError as exc:
+        _discard(tmp)
+        if exc.filename is None or exc.filename == tmp:
+            raise _naming(exc, path) from None
+        raise
     except BaseException:
         _discard(tmp)
         raise
@@ -147,4 +210,5 @@ def clashes(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> s
     return None
 
 
-__all__ = ["atomic_write", "remove_temporaries", "run_or_defer", "same_file", "clashes"]
+__all__ = ["atomic_write", "remove_temporaries", "run_or_defer", "same_file", "clashes", "check_input",
+           "check_output"]

@@ -9,6 +9,7 @@ from typing import Any
 
 from numpy.typing import ArrayLike
 
+from .. import _files
 from . import hf, lightning, tensorboard, wandb
 from ._log import TrainingLog, assemble
 from .table import read_table
@@ -24,17 +25,25 @@ def _head(path: pathlib.Path, n: int = 4096) -> bytes:
 
 def _json_or_lines(text: str) -> Any:
     try:
-        return json.loads(text)
+        return _loads(text)
     except json.JSONDecodeError as first:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         if len(lines) > 1:
             try:
-                rows = [json.loads(ln) for ln in lines]
+                rows = [_loads(ln) for ln in lines]
             except json.JSONDecodeError:
                 raise first from None
             if all(isinstance(r, dict) for r in rows):
                 return rows
         raise
+
+
+def _loads(text: str) -> Any:
+    """``json.loads``, with nesting too deep for the parser (``[[[[...``) as a JSONDecodeError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("arrays or objects nested too deeply for a training log", text[:40], 0) from None
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -54,6 +63,7 @@ def detect_format(path: str | os.PathLike) -> str:
 def _detect(path: pathlib.Path) -> tuple[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
+    _files.check_input(path, "log")
     if path.is_dir():
         state = hf.find_trainer_state(path)
         if state is not None:
@@ -142,7 +152,11 @@ def read_log(path: str | os.PathLike, *, loss: str | None = None, lr: ArrayLike 
     if kind == "hf-trainer-state":
         if isinstance(payload, pathlib.Path):
             p = payload
-            payload = json.loads(p.read_text(encoding="utf-8"))
+            _files.check_input(p, "log")
+            try:
+                payload = _loads(p.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{p}: not valid JSON ({exc})") from None
         raw = hf.trainer_state_raw(payload, p, step=step)
     elif kind == "wandb-json":
         if step not in (None, "iter"):

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .. import _files
 from .. import _validate as V
 from .._validate import as_vector
 
@@ -93,6 +94,7 @@ def _csv_pandas(path: pathlib.Path) -> tuple[list[str], dict[str, FloatArray]] |
 def read_table(path: str | pathlib.Path) -> tuple[list[str], dict[str, FloatArray]]:
     """``(header, {numeric column: float64 array})`` of a CSV or Parquet file."""
     path = pathlib.Path(path)
+    _files.check_input(path, "table")
     with path.open("rb") as fh:
         magic = fh.read(4)
     if magic == b"PAR1":
@@ -139,6 +141,9 @@ def read_csv(path: str | pathlib.Path, delimiter: str = ",") -> dict[str, FloatA
     Empty cells become NaN.  Use :func:`curve_from_columns` on the ``step, lr, loss``
     columns to get a fit-ready curve.
     """
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":
+        raise ValueError(f"delimiter = {delimiter!r} must be one character such as ',', ';' or '\\t'")
+    _files.check_input(path, "CSV file")
     data = np.genfromtxt(path, delimiter=delimiter, names=True, dtype=np.float64, encoding="utf-8")
     if data.dtype.names is None:
         raise ValueError(f"{path}: no header row found; the first line must name the columns")
@@ -198,6 +203,7 @@ def read_lr_file(path: str) -> FloatArray:
 
     Values are checked with the library's validation (finite, >= 0, named by index).
     """
+    _files.check_input(path, "LR file")
     if not os.path.isfile(path):
         raise ValueError(f"LR file {path!r} " + ("is a directory; give a file" if os.path.isdir(path) else "does not exist"))
     if path.lower().endswith(".npy"):
@@ -267,6 +273,7 @@ def read_loss_file(path: str) -> tuple[IntArray, FloatArray]:
 
     NaN or non-numeric values are refused with the row number.
     """
+    _files.check_input(path, "loss file")
     if not os.path.isfile(path):
         raise ValueError(f"loss file {path!r} " + ("is a directory; give a file" if os.path.isdir(path) else "does not exist"))
     rows = _read_rows(path, "loss file")

@@ -24,6 +24,7 @@ import struct
 
 import numpy as np
 
+from .. import _files
 from ._log import GRAD_NAMES, RawLog, find_name, lr_column
 from .wandb import guess_trainer
 
@@ -68,6 +69,9 @@ def tensorboard_raw(path: pathlib.Path, *, step: str | None) -> RawLog:
             raise ValueError(f"{path} holds event files of {len(dirs)} runs: "
                              f"{[str(d.relative_to(path)) for d in dirs]}; pass one of them")
         target = dirs[0]
+        for f in sorted(target.iterdir()):
+            if "tfevents" in f.name:
+                _files.check_input(f, "TensorBoard event file")
     acc = _accumulator(target)
     tags = acc.Tags()
     series: dict[str, tuple[np.ndarray, np.ndarray]] = {}

@@ -42,6 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from .. import _files
 from . import _lr
 from ._log import GRAD_NAMES, STEP_NAMES, RawLog, find_name, lr_column
 
@@ -250,8 +251,12 @@ def read_wandb_json(path: str | pathlib.Path) -> WandbRun:
     by :meth:`WandbRun.series` / :meth:`WandbRun.curve`.
     """
     path = pathlib.Path(path)
-    with path.open(encoding="utf-8") as fh:
-        raw = json.load(fh)
+    _files.check_input(path, "W&B export")
+    try:
+        with path.open(encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except RecursionError:
+        raise ValueError(f"{path}: not valid JSON (arrays or objects nested too deeply)") from None
     return _run_from_json(raw, path)
 
 
