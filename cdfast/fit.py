@@ -44,6 +44,7 @@ from . import _validate as V
 from .curve import bound_curve_terms
 from .models import Averaged, LossModel, get_model
 from .models.fitting import fit_separable
+from .models.convex import moved_steps
 
 FloatArray = NDArray[np.float64]
 
@@ -193,7 +194,7 @@ class CurveFit:
         """
         x = V.as_vector(lr, "lr")
         if self.model.name == "bound":
-            a, b = _rescale(bound_curve_terms(x, grad_sq, at), x, self.peak_power)
+            a, b = _rescale(_bound_terms(x, grad_sq, at), x, self.peak_power)
             with np.errstate(invalid="ignore"):
                 return self.L_inf + self.D_sq * a + self.G_sq * b
         steps = np.arange(1, x.shape[0] + 1, dtype=np.int64) if at is None else V.as_steps(at, "at", x.shape[0])
@@ -373,7 +374,7 @@ def _predict_replicates(fit: CurveFit, reps: list, x: FloatArray, steps: NDArray
         return np.mean([_predict_replicates(f, r, x, steps, g) for f, r in zip(fit.data.members, reps)], axis=0)
     with np.errstate(invalid="ignore", over="ignore"):
         if m.name == "bound":
-            a, b = _rescale(bound_curve_terms(x, g, at=steps), x, fit.peak_power)
+            a, b = _rescale(_bound_terms(x, g, steps), x, fit.peak_power)
             target = np.column_stack([np.ones_like(a), a, b])
             return np.array([target @ theta for theta in reps])
         prep_t = m.prepare(x, steps, g)  # the search basis of the target: one prepare, cheap evaluations
@@ -400,11 +401,16 @@ def _fit_mask(fit_steps: Any, steps: NDArray[np.int64], name: str) -> NDArray[np
     return mask
 
 
-def _design(lr: ArrayLike, steps: NDArray[np.int64], grad_sq: ArrayLike | None) -> tuple[FloatArray, FloatArray]:
-    x = V.as_vector(lr, "lr")
-    if steps[-1] > x.shape[0]:
-        raise ValueError(f"steps go up to {steps[-1]} but lr has only T = {x.shape[0]} entries; give eta_1..eta_T up to the last logged step")
-    return bound_curve_terms(x, grad_sq, at=steps)
+def _bound_terms(x: FloatArray, grad_sq: ArrayLike | None, at: ArrayLike | None) -> tuple[FloatArray, FloatArray]:
+    """``bound_curve_terms(x, grad_sq, at)`` of the paper's model, where a step with a zero
+    LR takes the terms of the last step that moved the iterate (eq. 2.4 is infinite there,
+    the loss is not: :func:`cdfast.models.convex.moved_steps`)."""
+    steps = np.arange(1, x.shape[0] + 1, dtype=np.int64) if at is None else V.as_steps(at, "at", x.shape[0])
+    moved, expand = moved_steps(x, steps)
+    if expand is None:
+        return bound_curve_terms(x, grad_sq, at=at)
+    a, b = bound_curve_terms(x, grad_sq, at=moved)
+    return np.asarray(a, dtype=np.float64)[expand], np.asarray(b, dtype=np.float64)[expand]
 
 
 def _rescale(terms: tuple[ArrayLike, ArrayLike], lr: FloatArray, peak_power: float) -> tuple[FloatArray, FloatArray]:
@@ -687,7 +693,7 @@ def _fit_bound(m, lrs, steps, losses, fit_steps, grad_sq, robust, terms, burn_in
     raw, peaks = [], []
     for tag, s, y, x, g, mask, burned, term in runs:
         if term is None:
-            a, b = bound_curve_terms(x, g, at=s)
+            a, b = _bound_terms(x, g, s)
         else:
             a, b = (np.asarray(t, dtype=np.float64) for t in term)
             if a.shape != s.shape or b.shape != s.shape:

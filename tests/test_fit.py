@@ -114,16 +114,30 @@ def test_per_step_grad_sq(run):
     np.testing.assert_allclose(f.predict(lr, steps, grad_sq=g2), y, rtol=1e-10)
 
 
-def test_zero_final_lr_is_infinite_only_where_it_is_zero():
-    lr = 1e-3 * schedules.linear(1000)
-    lr = np.r_[lr, 0.0]  # a trailing step with LR 0: eq. (2.4) is infinite there
-    steps = np.arange(10, 1002, 10)
-    steps = np.r_[steps[steps <= 1000], 1001]
-    y = np.full(steps.size, 3.0)
-    with pytest.raises(ValueError, match="infinite at step 1001"):
-        fit_bound(lr, steps, y)
-    f = fit_bound(lr, steps, y + 1e-3 / np.sqrt(steps), fit_steps=steps <= 1000)
-    assert np.isinf(f.prediction[-1]) and np.all(np.isfinite(f.prediction[:-1]))
+@pytest.mark.parametrize("model", ["bound", None])
+def test_zero_lr_step_predicts_the_last_moved_iterate(model):
+    # a step with LR 0 does not move the iterate (w_1001 = w_1000): eq. (2.4) is infinite
+    # there, the model's loss is the one after the last positive LR
+    lr = np.r_[1e-3 * schedules.linear(1000), 0.0]
+    steps = np.r_[np.arange(10, 1001, 10), 1001]
+    y = 3.0 + 1e-3 / np.sqrt(steps)
+    f = cdfast.fit_loss_curve(lr, steps, y, model=model)
+    assert np.all(np.isfinite(f.prediction))
+    assert f.prediction[-1] == f.prediction[-2]
+    at = f.predict(lr, at=[999, 1000, 1001])
+    assert at[2] == at[1] != at[0]
+    # a zero LR in the middle: the step after it repeats the one before
+    mid = lr.copy()
+    mid[499] = 0.0  # eta_500 = 0: w_500 = w_499
+    p = f.predict(mid, at=[499, 500, 501])
+    assert p[1] == p[0] and np.isfinite(p).all()
+
+
+def test_no_prediction_before_the_first_positive_lr():
+    lr = np.r_[0.0, 1e-3 * schedules.linear(999)]  # w_1 = w_0: the initial loss, no model of it
+    steps = np.arange(1, 1001, 10)
+    with pytest.raises(ValueError, match="infinite at step 1"):
+        fit_bound(lr, steps, 3.0 + 1e-3 / np.sqrt(steps))
 
 
 @pytest.mark.parametrize(

@@ -68,9 +68,34 @@ def _inputs(lr: Any, steps: Any, grad_sq: Any) -> tuple[FloatArray, IntArray, Fl
     return x, s, g
 
 
-def _terms(x: FloatArray, steps: IntArray, g: FloatArray | None) -> tuple[FloatArray, FloatArray]:
-    a, b = bound_curve_terms(x, g, at=steps, rtol=CURVE_RTOL)
-    return np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+def moved_steps(lr: FloatArray, steps: IntArray) -> tuple[IntArray, IntArray | None]:
+    """``(at, expand)``: the step at which the iterate last moved, for every step.
+
+    A step whose LR is 0 does not move the iterate (``w_tau = w_{tau-1}``), so its loss
+    is that of the last step ``t <= tau`` with ``eta_t > 0``; eq. (2.4) itself is
+    infinite there (a zero gap ``P_tau - P_j``).  ``at`` holds those steps once each,
+    sorted, and ``values_at(at)[expand]`` gives one value per entry of ``steps``;
+    ``expand`` is None when no step has a zero LR (``at`` is then ``steps``).  Steps
+    before the first positive LR keep their own index (no prediction exists there: the
+    iterate is still ``w_0``).
+    """
+    if lr[steps - 1].all():
+        return steps, None
+    pos = np.flatnonzero(lr > 0.0) + 1  # 1-based steps with a positive LR
+    k = np.searchsorted(pos, steps, side="right") - 1
+    moved = np.where(k >= 0, pos[np.maximum(k, 0)] if pos.size else steps, steps)
+    at, expand = np.unique(moved, return_inverse=True)
+    return at.astype(np.int64), expand
+
+
+def _terms(x: FloatArray, steps: IntArray, g: FloatArray | None,
+           rtol: float = CURVE_RTOL) -> tuple[FloatArray, FloatArray]:
+    """``bound_curve_terms`` at ``steps``, a zero-LR step taking the terms of the last
+    step that moved the iterate (:func:`moved_steps`)."""
+    at, expand = moved_steps(x, steps)
+    a, b = bound_curve_terms(x, g, at=at, rtol=rtol)
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return (a, b) if expand is None else (a[expand], b[expand])
 
 
 class Bound(LossModel):
@@ -267,10 +292,13 @@ class PowerBound(LossModel):
             nodes, _ = _chebyshev(lo, hi, self.n_nodes)
             # every node's effective LR in one stacked call: the rows run in parallel
             X = np.stack([self.effective_lr(x, float(math.exp(z) if logscale else z)) for z in nodes])
-            a, b = bound_curve_terms(X, g, at=s, rtol=CURVE_RTOL)
+            at, expand = moved_steps(x, s)
+            a, b = bound_curve_terms(X, g, at=at, rtol=CURVE_RTOL)
             with np.errstate(divide="ignore"):
                 prep.log_a = np.log(np.asarray(a, dtype=np.float64))
                 prep.log_b = np.log(np.asarray(b, dtype=np.float64))
+            if expand is not None:
+                prep.log_a, prep.log_b = prep.log_a[:, expand], prep.log_b[:, expand]
             prep.p_nodes = nodes
         return prep
 
