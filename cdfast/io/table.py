@@ -171,7 +171,7 @@ def curve_from_columns(step: ArrayLike, lr: ArrayLike, loss: ArrayLike) -> tuple
         raise ValueError(f"step, lr and loss must have equal lengths, got {s.shape[0]}, {x.shape[0]}, {y.shape[0]}")
     if np.any(s != np.round(s)) or np.any(s < 0):
         i = int(np.argmax((s != np.round(s)) | (s < 0)))
-        raise ValueError(f"step[{i}] = {s[i]!r} is not a non-negative integer iteration")
+        raise ValueError(f"step[{i}] = {float(s[i])!r} is not a non-negative integer iteration")
     keep = s > 0
     s, x, y = s[keep].astype(np.int64), x[keep], y[keep]
     order = np.argsort(s, kind="stable")
