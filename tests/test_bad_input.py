@@ -104,6 +104,17 @@ class Files:
         lin = 0.01 * schedules.linear(T_LOG)
         lin[-1] = 0.0
         _write_log(self.zero_lr, lin, lambda s: 3.0 + 1.0 / math.sqrt(s))
+        # a Hugging Face trainer_state.json whose loss is logged as NaN from step 60 (on w_59)
+        hist = [{"step": k, "epoch": k / 100, "learning_rate": 1e-3 * (1 - k / 100),
+                 "loss": 3.0 + 1.0 / math.sqrt(k) if k < 60 else math.nan} for k in range(10, 101, 10)]
+        hist += [{"step": k, "eval_loss": 3.1} for k in (50,)]  # an eval row: no "loss" key, not a NaN
+        self.hf_nan = root / "trainer_state.json"
+        self.hf_nan.write_text(json.dumps({"log_history": hist, "max_steps": 100, "global_step": 100}))
+        # W&B history rows whose loss overflows to inf at step 60; rows without the key are not NaN losses
+        rows = [{"_step": k, "train/loss": 3.0 + 1.0 / math.sqrt(k) if k < 60 else math.inf, "lr": 1e-3}
+                if k % 2 else {"_step": k, "lr": 1e-3} for k in range(1, 101)]
+        self.wandb_inf = root / "history.json"
+        self.wandb_inf.write_text(json.dumps(rows))
         self.negative = root / "negative.csv"
         self.negative.write_text("step,loss,lr\n-5,3.5,0.01\n10,3.3,0.01\n20,3.2,0.01\n30,3.1,0.01\n")
         self.deep = root / "deep.json"
@@ -283,6 +294,10 @@ LIBRARY = [
     ("read_log-diverged", _read("diverged"),
      Warns(io.LogWarning, ("diverged", "step 300", "inf"),
            lambda r: r.divergence == (300, math.inf) and r.steps[-1] == 290 and finite(r.loss))),
+    ("read_log-hf-nan-loss", _read("hf_nan", loss="loss"),
+     Warns(io.LogWarning, ("diverged", "nan"), lambda r: r.divergence[0] == 59 and math.isnan(r.divergence[1]))),
+    ("read_log-wandb-inf-loss", _read("wandb_inf"),
+     Warns(io.LogWarning, ("diverged", "step 61"), lambda r: r.divergence == (61, math.inf) and r.steps[-1] == 59)),
     ("read_log-zero-final-lr", _read("zero_lr"), Returns(lambda r: r.lr[-1] == 0.0 and r.divergence is None)),
     ("read_log-good", _read("good"), Returns(lambda r: r.divergence is None and r.steps.size == T_LOG // 10)),
     ("read_log-negative-step", _read("negative"), raises(ValueError, "step -5", "negative")),

@@ -155,25 +155,28 @@ def last_per_step(steps: ArrayLike, values: ArrayLike) -> tuple[IntArray, FloatA
     return s[idx].astype(np.int64), v[idx]
 
 
-def first_divergence(steps: ArrayLike, values: ArrayLike, explicit_nan: bool = False) -> tuple[tuple[int, float] | None, int, int]:
+def first_divergence(steps: ArrayLike, values: ArrayLike,
+                     explicit_nan: bool | np.ndarray = False) -> tuple[tuple[int, float] | None, int, int]:
     """``((step, value) of the first infinite loss at a step >= 1, or None, number of such
     steps, number of finite losses logged after the first)``, after
     :func:`last_per_step`'s rule (the value logged last for a step wins).
 
-    An infinite loss is a diverged (or overflowed) run.  A NaN counts too when the format
-    stores only logged values (``explicit_nan``: TensorBoard); elsewhere NaN is an empty
-    cell or a metric not logged in that row.
+    An infinite loss is a diverged (or overflowed) run.  A NaN counts too where the log
+    says it was logged as NaN: ``explicit_nan`` True (TensorBoard stores only logged
+    values) or a mask of the entries logged as NaN (JSON rows; elsewhere NaN is an empty
+    cell or a metric not logged in that row).
     """
     s = np.asarray(steps, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
+    explicit = np.broadcast_to(np.asarray(explicit_nan, dtype=bool), v.shape)
     ok = np.isfinite(s) & (s >= 1)
-    s, v = s[ok], v[ok]
+    s, v, explicit = s[ok], v[ok], explicit[ok]
     if s.size == 0:
         return None, 0, 0
     _, first_in_rev = np.unique(s[::-1], return_index=True)
     idx = s.size - 1 - first_in_rev
-    s, v = s[idx], v[idx]
-    bad = np.isinf(v) | (np.isnan(v) if explicit_nan else False)
+    s, v, explicit = s[idx], v[idx], explicit[idx]
+    bad = np.isinf(v) | (np.isnan(v) & explicit)
     if not bad.any():
         return None, 0, 0
     i = int(np.argmax(bad))
@@ -209,6 +212,8 @@ class RawLog:
     lr_resolver: Callable[[IntArray, FloatArray], tuple[FloatArray, str, dict[str, Any]]] | None = None
     lr_name: str | None = None
     grad_name: str | None = None
+    #: per column, a mask of the values the log holds as an explicit NaN (not a missing entry)
+    explicit_nan: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -342,8 +347,9 @@ def assemble(raw: RawLog, *, loss: str | None = None, lr: ArrayLike | str | None
     offset = conv.eval_loss if is_eval_name(loss_name) else conv.train_loss
     s_raw, v_raw = raw.series[loss_name]
     check_steps(s_raw, loss_name, where)
+    explicit = True if raw.format == "tensorboard" else raw.explicit_nan.get(loss_name, False)
     divergence, n_bad, n_after = first_divergence(np.asarray(s_raw, dtype=np.float64) + offset, v_raw,
-                                                  explicit_nan=raw.format == "tensorboard")
+                                                  explicit_nan=explicit)
     steps, values = last_per_step(np.asarray(s_raw, dtype=np.float64) + offset, v_raw)
     keep = steps >= 1
     steps, values = steps[keep], values[keep]

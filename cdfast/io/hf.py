@@ -44,7 +44,8 @@ def trainer_state_raw(obj: dict[str, Any], path: pathlib.Path, *, step: str | No
             if isinstance(r, dict) and "step" in r and not any(k in r for k in SUMMARY_KEYS)]
     if not rows:
         raise ValueError(f"{path}: log_history has no logged step")
-    table = rows_to_table(rows, str(path))
+    explicit: dict[str, Any] = {}
+    table = rows_to_table(rows, str(path), explicit)
     steps = table.pop("step")
     table.pop("epoch", None)
     series = {c: (steps, v) for c, v in table.items()}
@@ -55,7 +56,7 @@ def trainer_state_raw(obj: dict[str, Any], path: pathlib.Path, *, step: str | No
     return RawLog(format="hf-trainer-state", name=name or path.stem, series=series, trainer="hf", config=config,
                   meta={"path": str(path)}, T=int(T) if T else None,
                   lr_name="learning_rate" if "learning_rate" in series else None,
-                  grad_name="grad_norm" if "grad_norm" in series else None)
+                  grad_name="grad_norm" if "grad_norm" in series else None, explicit_nan=explicit)
 
 
 def find_trainer_state(folder: pathlib.Path) -> pathlib.Path | None:

@@ -354,8 +354,13 @@ def _horizon(config: dict[str, Any], trainer: str) -> int | None:
     return None
 
 
-def rows_to_table(rows: Sequence[Any], where: str) -> dict[str, FloatArray]:
-    """Sparse rows (dicts) -> ``{column: float64 array}``, NaN where a row lacks a key."""
+def rows_to_table(rows: Sequence[Any], where: str,
+                  explicit_nan: dict[str, np.ndarray] | None = None) -> dict[str, FloatArray]:
+    """Sparse rows (dicts) -> ``{column: float64 array}``, NaN where a row lacks a key.
+
+    ``explicit_nan``, when given, receives ``{column: bool mask}`` of the rows that hold
+    a NaN value (not a missing key): a logged NaN loss is a diverged run.
+    """
     if not rows or not all(isinstance(r, dict) for r in rows):
         raise ValueError(f"{where}: expected a non-empty list of row objects (W&B run.history())")
     keys: dict[str, None] = {}
@@ -364,6 +369,7 @@ def rows_to_table(rows: Sequence[Any], where: str) -> dict[str, FloatArray]:
     table = {}
     for k in keys:
         col = np.full(len(rows), np.nan)
+        nan_here = np.zeros(len(rows), dtype=bool)
         numeric = False
         for i, r in enumerate(rows):
             v = r.get(k)
@@ -371,6 +377,7 @@ def rows_to_table(rows: Sequence[Any], where: str) -> dict[str, FloatArray]:
                 continue
             if isinstance(v, (int, float)):
                 col[i] = float(v)
+                nan_here[i] = v != v
                 numeric = True
             elif isinstance(v, str):
                 try:
@@ -380,6 +387,8 @@ def rows_to_table(rows: Sequence[Any], where: str) -> dict[str, FloatArray]:
                     pass
         if numeric:
             table[k] = col
+            if explicit_nan is not None and nan_here.any():
+                explicit_nan[k] = nan_here
     return table
 
 
@@ -395,9 +404,12 @@ def history_rows_raw(obj: Any, path: pathlib.Path, *, step: str | None) -> RawLo
         rows = obj
     config = {k: (v.get("value") if isinstance(v, dict) and set(v) <= {"value", "desc"} else v)
               for k, v in config.items()}  # W&B's config.yaml style {"key": {"value": ...}}
-    table = rows_to_table(rows, str(path))
-    return columns_to_raw("wandb-history", name, table, step=step, config=config, where=str(path),
-                          meta={"path": str(path)})
+    explicit: dict[str, np.ndarray] = {}
+    table = rows_to_table(rows, str(path), explicit)
+    raw = columns_to_raw("wandb-history", name, table, step=step, config=config, where=str(path),
+                         meta={"path": str(path)})
+    raw.explicit_nan = explicit
+    return raw
 
 
 # ---------------------------------------------------------------------------
