@@ -222,7 +222,7 @@ def as_steps(x: Any, name: str, T: int | None = None) -> NDArray[np.int64]:
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence of 1-based iterations, got shape {arr.shape}")
     if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (np.abs(arr.astype(np.float64)) > 2.0**62)
         if bad.any():
             i = int(np.argmax(bad))
             raise TypeError(f"{name}[{i}] = {arr[i]!r} is not a whole number; iterations are integers 1..T")

@@ -151,7 +151,13 @@ def bound_vs_peak_lr(
     G = V.check_scalar(G, "G")
     L_star = V.check_scalar(L_star, "L_star", nonneg=False)
     a, b = bound_terms(shape, grad_sq, backend)
-    return L_star + (D * D * a) / etas + (G * G * b) * etas
+    with np.errstate(over="ignore"):
+        out = L_star + (D * D * a) / etas + (G * G * b) * etas
+    if not np.all(np.isfinite(out)):
+        i = int(np.argmax(~np.isfinite(out)))
+        raise ValueError(f"the bound overflows float64 at peak_lrs[{i}] = {float(etas[i])!r} (D^2 a / eta + G^2 b eta "
+                         "with a finite shape); the peak LR, D or G is too small or too large for double precision")
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -543,11 +549,19 @@ def Q(
     """
     D = V.check_scalar(D, "D")
     G = V.check_scalar(G, "G")
-    e = np.asarray(eta_ref, dtype=np.float64)
-    if not np.all(np.isfinite(e)) or np.any(e <= 0):
-        raise ValueError(f"eta_ref = {eta_ref!r} must be finite and > 0 (eta_peak = eta_ref / sqrt(T))")
+    e = np.asarray(V.check_scalars(eta_ref, "eta_ref", nonneg=True), dtype=np.float64)
+    if np.any(e <= 0):
+        i = np.unravel_index(int(np.argmax(e <= 0)), e.shape)
+        where = f"[{', '.join(map(str, i))}]" if e.ndim else ""
+        raise ValueError(f"eta_ref{where} = {float(e[i])!r} must be > 0 (eta_peak = eta_ref / sqrt(T))")
     q1, q2 = _qualified_constants(schedule, T, kind, params)
-    out = D * D * q1 / e + G * G * q2 * e
+    with np.errstate(over="ignore"):
+        out = D * D * q1 / e + G * G * q2 * e
+    if not np.all(np.isfinite(out)):
+        i = np.unravel_index(int(np.argmax(~np.isfinite(out))), np.shape(out))
+        where = f"[{', '.join(map(str, i))}]" if np.ndim(out) else ""
+        raise ValueError(f"Q overflows float64 at eta_ref{where} = {float(e[i])!r} (D^2 q1 / eta_ref + G^2 q2 eta_ref); "
+                         "eta_ref, D or G is too small or too large for double precision")
     return float(out) if out.ndim == 0 else out
 
 

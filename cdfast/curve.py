@@ -325,5 +325,13 @@ def bound_curve(
     G = V.check_scalar(G, "G")
     L_star = V.check_scalar(L_star, "L_star", nonneg=False)
     a, b = bound_curve_terms(lr, grad_sq, at, method, rtol, backend)
-    with np.errstate(invalid="ignore"):
-        return L_star + D * D * a + G * G * b
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = L_star + D * D * a + G * G * b
+    # inf is the bound's own value where a or b is; elsewhere it is D or G overflowing
+    over = ~np.isfinite(out) & np.isfinite(a) & np.isfinite(b)
+    if over.any():
+        i = int(np.argmax(over))
+        name, v = ("D", D) if not math.isfinite(D * D * a[i]) else ("G", G)
+        raise ValueError(f"the bound overflows float64 at entry {i}: {name} = {v!r} is too large for double "
+                         f"precision (bound = L_star + D^2 a + G^2 b); rescale the losses")
+    return out

@@ -230,19 +230,29 @@ def fit_horizon_law(horizon: ArrayLike, loss: ArrayLike) -> HorizonFit:
     x = 1.0 / np.sqrt(h)
     if np.unique(x).size < 2:
         raise ValueError("all horizons are equal; the law needs at least two distinct horizons")
-    res = linregress(x, y)
-    pred = res.intercept + res.slope * x
+    scale = float(np.max(np.abs(y))) or 1.0  # losses near 1e300 would overflow the sums of squares
+    res = linregress(x, y / scale)
+    res_intercept, res_slope = res.intercept * scale, res.slope * scale
+    pred = res_intercept + res_slope * x
     se = y.size > 2
     if not se:
         warnings.warn("fit_horizon_law: two runs determine L_inf and k exactly, so the fit has no standard "
                       "errors (L_inf_se and k_se are nan) and R^2 = 1 by construction; add a third horizon to "
                       "test the law", UserWarning, stacklevel=2)
     return HorizonFit(
-        L_inf=float(res.intercept), k=float(res.slope), r2=r_squared(y, pred),
-        max_rel_error=float(np.max(np.abs(pred - y) / np.abs(y))), n=int(y.size),
-        L_inf_se=float(res.intercept_stderr) if se else float("nan"),
-        k_se=float(res.stderr) if se else float("nan"),
+        L_inf=float(res_intercept), k=float(res_slope), r2=r_squared(y, pred),
+        max_rel_error=_max_rel_error(pred, y), n=int(y.size),
+        L_inf_se=float(res.intercept_stderr * scale) if se else float("nan"),
+        k_se=float(res.stderr * scale) if se else float("nan"),
     )
+
+
+def _max_rel_error(pred: FloatArray, y: FloatArray) -> float:
+    """``max |pred - y| / |y|``; a zero loss matched exactly counts 0, missed counts inf."""
+    err = np.abs(pred - y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(y != 0.0, err / np.abs(np.where(y != 0.0, y, 1.0)), np.where(err == 0.0, 0.0, np.inf))
+    return float(np.max(rel))
 
 
 def fit_horizon_law_by_group(

@@ -74,7 +74,7 @@ def with_warmup(shape: ArrayLike, warmup: int, init: float = 0.0) -> FloatArray:
     its horizon T; the ramp reaches 1 at step ``warmup``).  ``init`` is the ramp's
     starting fraction (0 gives a first LR of exactly 0, which the bounds allow).
     """
-    s = np.array(shape, dtype=np.float64)
+    s = np.array(_real(shape, "shape"), dtype=np.float64)
     if s.ndim != 1:
         raise ValueError(f"shape must be 1-D, got shape {s.shape}")
     if isinstance(warmup, bool) or not isinstance(warmup, numbers.Integral) or warmup < 0:
@@ -228,9 +228,25 @@ def family(name: str, **params) -> Callable[[int], FloatArray]:
     return lambda T: make(name, T, **params)
 
 
+def _real(x: ArrayLike, name: str) -> np.ndarray:
+    """``x`` as an array of real numbers (complex, text or object data raise TypeError
+    instead of being cast, which would drop the imaginary part with a warning)."""
+    from ._validate import _unmasked
+
+    arr = np.asarray(_unmasked(x, name))
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must hold real numbers; it holds non-numeric objects") from None
+    if arr.dtype.kind not in "iufb":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
+
+
 def _unit_interval(x: ArrayLike) -> FloatArray:
     """``x`` as float64, every entry in [0, 1] (the fraction of training done)."""
-    arr = np.asarray(x, dtype=np.float64)
+    arr = np.asarray(_real(x, "x"), dtype=np.float64)
     bad = ~((arr >= 0.0) & (arr <= 1.0))  # also catches nan
     if bad.any():
         i = np.unravel_index(int(np.argmax(bad)), arr.shape)
@@ -391,7 +407,7 @@ def from_callable(fn: Callable, T: int, *, vectorized: bool | None = None, _name
     values = None
     if vectorized is not False:
         try:
-            got = np.asarray(fn(steps), dtype=np.float64)
+            got = np.asarray(_real(fn(steps), f"{_name}(arange(T))"), dtype=np.float64)
             if got.shape == (T,):
                 values = got
             elif vectorized:
@@ -404,9 +420,10 @@ def from_callable(fn: Callable, T: int, *, vectorized: bool | None = None, _name
         for i in range(T):
             v = fn(i)
             try:
-                values[i] = float(np.asarray(v, dtype=np.float64))
+                values[i] = float(np.asarray(_real(v, f"{_name}({i})"), dtype=np.float64))
             except (TypeError, ValueError):
-                raise TypeError(f"{_name}({i}) returned {v!r}, not a number") from None
+                got = f"an array of shape {np.shape(v)}" if np.ndim(v) else repr(v)
+                raise TypeError(f"{_name}({i}) returned {got}, not a real number") from None
     return _checked_lr(values, T, _name)
 
 

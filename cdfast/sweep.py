@@ -336,7 +336,14 @@ def sweep(
     else:
         eta = np.tile(peaks, len(jobs))
         table["peak_lr"] = eta
-        table["bound"] = L_star + (D * D * table["a"]) / eta + (G * G * table["b"]) * eta
+        with np.errstate(over="ignore"):
+            table["bound"] = L_star + (D * D * table["a"]) / eta + (G * G * table["b"]) * eta
+        over = ~np.isfinite(table["bound"])
+        if over.any():
+            i = int(np.argmax(over))
+            raise ValueError(f"the bound overflows float64 at peak_lr = {float(eta[i])!r} ({table['schedule'][i]}, "
+                             f"T = {int(table['T'][i])}); the peak LR, D or G is too small or too large for double "
+                             "precision")
     if qualified is not None:
         table["qualified"] = qualified[spec_of]
     if as_frame:
