@@ -115,6 +115,12 @@ class Files:
                 if k % 2 else {"_step": k, "lr": 1e-3} for k in range(1, 101)]
         self.wandb_inf = root / "history.json"
         self.wandb_inf.write_text(json.dumps(rows))
+        self.extra_field = root / "extra_field.csv"  # read as it stands, pandas would shift every column
+        self.extra_field.write_text("step,loss,lr\n1,10,3.0,0.1\n2,20,2.9,0.1\n")
+        self.inf_lr = root / "inf_lr.csv"
+        self.inf_lr.write_text("step,loss,lr\n1,3.0,inf\n2,2.9,0.1\n3,2.8,0.1\n")
+        self.huge_step = root / "huge_step.csv"  # a corrupt step: T = 1e11 would need terabytes
+        self.huge_step.write_text("step,loss,lr\n1,3.0,0.1\n100000000000,2.9,0.1\n")
         self.negative = root / "negative.csv"
         self.negative.write_text("step,loss,lr\n-5,3.5,0.01\n10,3.3,0.01\n20,3.2,0.01\n30,3.1,0.01\n")
         self.deep = root / "deep.json"
@@ -316,6 +322,9 @@ LIBRARY = [
     ("read_log-zero-final-lr", _read("zero_lr"), Returns(lambda r: r.lr[-1] == 0.0 and r.divergence is None)),
     ("read_log-good", _read("good"), Returns(lambda r: r.divergence is None and r.steps.size == T_LOG // 10)),
     ("read_log-negative-step", _read("negative"), raises(ValueError, "step -5", "negative")),
+    ("read_log-extra-field", _read("extra_field"), raises(ValueError, "data row 1 has 4 fields", "3 columns")),
+    ("read_log-inf-lr", _read("inf_lr"), raises(ValueError, "LR of inf at step 1")),
+    ("read_log-huge-step", _read("huge_step"), raises(ValueError, "T = 100000000000", "memory")),
     ("read_log-deep-json", _read("deep"), raises(ValueError, "deep.json", "nested too deeply")),
     ("read_log-corrupt-json", _read("corrupt"), raises(ValueError, "not valid JSON")),
     ("read_log-empty", _read("empty"), raises(ValueError, "empty.csv")),

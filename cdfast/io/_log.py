@@ -148,7 +148,7 @@ def last_per_step(steps: ArrayLike, values: ArrayLike) -> tuple[IntArray, FloatA
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     if np.any(s != np.round(s)):
         i = int(np.argmax(s != np.round(s)))
-        raise ValueError(f"logged step {s[i]!r} is not a whole number; steps count optimizer updates")
+        raise ValueError(f"logged step {float(s[i])!r} is not a whole number; steps count optimizer updates")
     rev_s = s[::-1]
     _, first_in_rev = np.unique(rev_s, return_index=True)  # sorted unique steps, last occurrence of each
     idx = s.size - 1 - first_in_rev
@@ -184,6 +184,10 @@ def first_divergence(steps: ArrayLike, values: ArrayLike,
     return (int(s[i]), float(v[i])), int(np.count_nonzero(bad)), after
 
 
+#: the largest step a log may hold: integers are exact in float64 below 2^53
+MAX_STEP = 2.0**53
+
+
 def check_steps(steps: ArrayLike, column: str, where: str) -> None:
     """Refuse a negative logged step: a log's steps count updates from 0, and a negative
     one is corruption (or a different column), not a point to drop."""
@@ -194,6 +198,12 @@ def check_steps(steps: ArrayLike, column: str, where: str) -> None:
         raise ValueError(f"{where}: column {column!r} is logged at step {s[i]:g} (entry {i}); steps count "
                          "optimizer updates and cannot be negative: fix or drop those rows, or choose the step "
                          "column with step=NAME")
+    big = np.isinf(s) | (s > MAX_STEP)
+    if big.any():
+        i = int(np.argmax(big))
+        raise ValueError(f"{where}: column {column!r} is logged at step {s[i]:g} (entry {i}), beyond any run "
+                         f"(steps must be whole numbers below {MAX_STEP:.0e}); fix or drop those rows, or choose "
+                         "the step column with step=NAME")
 
 
 @dataclass
@@ -383,6 +393,12 @@ def assemble(raw: RawLog, *, loss: str | None = None, lr: ArrayLike | str | None
     if lr_name is not None and lr_name in raw.series:
         ls, lv = raw.series[lr_name]
         check_steps(ls, lr_name, where)
+        inf = np.isinf(np.asarray(lv, dtype=np.float64))
+        if inf.any():
+            i = int(np.argmax(inf))
+            raise ValueError(f"{where}: column {lr_name!r} logs an LR of {float(np.asarray(lv)[i])} at step "
+                             f"{float(np.asarray(ls)[i]):g}; learning rates must be finite (a NaN or empty cell is "
+                             "read as not logged)")
         li, lvals = last_per_step(ls, lv)
         knots_i = li - (1 if conv.lr == "current" else 0)
         ok = knots_i >= 0
@@ -411,6 +427,11 @@ def assemble(raw: RawLog, *, loss: str | None = None, lr: ArrayLike | str | None
         if grad_steps is not None:
             ends.append(int(grad_steps[-1]))
         T = max(ends)
+    if T > 1 << 24:  # size before allocating the LRs: one clear line, not a MemoryError
+        from .._memory import check_fits
+
+        check_fits(T, what=f"{where}: a horizon of T = {T} steps (the last logged step or the config's)",
+                   arrays=3, fix="check the log's step column (or pass loss=/step= to choose others)")
     if lr_arr is None and knots_i is not None and knots_i.size and knots_i[0] < T:
         lr_arr, exact = _lr.fill_logged(T, knots_i, knots_v, what=f"{where} column {lr_name!r}")
         source = "logged" if exact else "logged (interpolated)"

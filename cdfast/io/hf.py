@@ -23,6 +23,7 @@ Indexing (checked against a real Trainer run, transformers 5.24):
 
 from __future__ import annotations
 
+import math
 import pathlib
 from typing import Any
 
@@ -46,10 +47,15 @@ def trainer_state_raw(obj: dict[str, Any], path: pathlib.Path, *, step: str | No
         raise ValueError(f"{path}: log_history has no logged step")
     explicit: dict[str, Any] = {}
     table = rows_to_table(rows, str(path), explicit)
+    if "step" not in table:
+        raise ValueError(f"{path}: log_history rows have no numeric 'step' (global_step); is it a trainer_state.json?")
     steps = table.pop("step")
     table.pop("epoch", None)
     series = {c: (steps, v) for c, v in table.items()}
     T = obj.get("max_steps") or obj.get("global_step")
+    if T is not None and (isinstance(T, bool) or not isinstance(T, (int, float)) or not math.isfinite(T)
+                          or T != int(T) or T < 0):
+        raise ValueError(f"{path}: max_steps / global_step = {T!r} is not a whole number of steps")
     config = {k: v for k, v in obj.items() if k != "log_history" and not isinstance(v, (dict, list))}
     folder = path.parent.parent if path.parent.name.startswith("checkpoint-") else path.parent
     name = folder.name

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
+import warnings
 import pathlib
 from typing import Sequence
 
@@ -50,12 +52,22 @@ def _float_or_nan(cell: str) -> float:
         return None  # type: ignore[return-value]
 
 
-def _csv_stdlib(text: str) -> tuple[list[str], dict[str, FloatArray]]:
+def _check_width(row: Sequence[str], width: int, n: int, where: str) -> None:
+    """A data row with more (non-empty) fields than the header names is refused: read
+    as it stands, its values would land under the wrong columns (or be dropped)."""
+    if len(row) > width and any(c.strip() for c in row[width:]):
+        raise ValueError(f"{where}: data row {n} has {len(row)} fields but the header names {width} columns; "
+                         "every row needs one value per column (fix the file, or quote fields that hold commas)")
+
+
+def _csv_stdlib(text: str, where: str = "CSV") -> tuple[list[str], dict[str, FloatArray]]:
     rows = list(csv.reader(io.StringIO(text)))
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if not rows:
         return [], {}
     header = [h.strip() for h in rows[0]]
+    for i, r in enumerate(rows[1:]):
+        _check_width(r, len(header), i + 1, where)
     cols: dict[str, FloatArray] = {}
     for j, name in enumerate(header):
         values = np.empty(len(rows) - 1)
@@ -76,8 +88,22 @@ def _csv_pandas(path: pathlib.Path) -> tuple[list[str], dict[str, FloatArray]] |
         import pandas as pd
     except ImportError:
         return None
+    # pandas takes surplus fields in the first data row as an index (shifting every
+    # column, and slowly: a 1e6-field line takes minutes); refuse them first
     try:
-        df = pd.read_csv(path, skipinitialspace=True)
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            head = [r for r in itertools.islice(csv.reader(fh), 64) if r and any(c.strip() for c in r)][:2]
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    if len(head) == 2:
+        _check_width(head[1], len(head[0]), 1, str(path))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, skipinitialspace=True, index_col=False)
+    except pd.errors.ParserWarning:
+        raise ValueError(f"{path}: a row has more fields than the header names; every row needs one value per "
+                         "column") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
         return None
     header = [str(c).strip() for c in df.columns]
@@ -106,7 +132,7 @@ def read_table(path: str | pathlib.Path) -> tuple[list[str], dict[str, FloatArra
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError(f"{path} is neither a text (CSV) nor a Parquet file") from None
-    return _csv_stdlib(text)
+    return _csv_stdlib(text, str(path))
 
 
 def _parquet(path: pathlib.Path) -> tuple[list[str], dict[str, FloatArray]]:
