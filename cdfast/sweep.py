@@ -118,7 +118,10 @@ def expand(schedules: Any) -> list[Spec]:
 
 
 def _horizons(T: Any, name: str = "T") -> NDArray[np.int64]:
-    return np.array([S._check_T(t, name) for t in _values(T)], dtype=np.int64)
+    out = np.array([S._check_T(t, name) for t in _values(T)], dtype=np.int64)
+    if out.size == 0:
+        raise ValueError(f"{name} is empty; give at least one horizon (a number of steps, or a list of them)")
+    return out
 
 
 # ---------------------------------------------------------------------------

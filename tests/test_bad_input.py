@@ -302,6 +302,7 @@ LIBRARY = [
     ("optimal_schedule-T-zero", lambda f: cdfast.optimal_schedule(0), raises(ValueError, "T = 0")),
     ("optimal_schedule-T-huge", lambda f: cdfast.optimal_schedule(10**13), raises(ValueError, "memory")),
     ("optimal_schedule-peak-nan", lambda f: cdfast.optimal_schedule(100, peak_lr=np.nan), raises(ValueError, "peak_lr")),
+    ("sweep-T-empty", lambda f: cdfast.sweep("cosine", []), raises(ValueError, "T is empty")),
     ("sweep-T-zero", lambda f: cdfast.sweep("cosine", [0]), raises(ValueError, "0")),
     ("sweep-peak-subnormal", lambda f: cdfast.sweep("cosine", [100], peak_lr=[1e-320], exam=False),
      raises(ValueError, "overflow")),
