@@ -21,6 +21,7 @@ from .sweep import sweep
 from .gradient import average_bound_gradient, bound_gradient
 from .optimize import OptimalSchedule, optimal_schedule
 from .plan import RefinedSchedule, SchedulePlan, plan_schedule, refine_schedule
+from .forecast import Forecast, Forecaster, forecast  # noqa: E402  (the function shadows the module name)
 
 __version__ = "0.1.0"
 
@@ -65,4 +66,7 @@ __all__ = [
     "SchedulePlan",
     "refine_schedule",
     "RefinedSchedule",
+    "forecast",
+    "Forecast",
+    "Forecaster",
 ]
