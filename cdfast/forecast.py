@@ -23,11 +23,11 @@ What makes it a forecaster rather than a refit:
   noisy fits from running away (a floor of ``-317`` and a negative final loss, before).
   Noisy data are first pooled into medians of ``POOL`` consecutive points (robust to loss
   spikes).  The loss floor is bounded below by 0 (a cross-entropy cannot be negative).
-* **Cheap evaluation.**  Fits and the forecast curve use the members' Chebyshev surrogate
-  of the bound's terms in the shape parameter (:meth:`PowerBound.search_basis`): its
-  relative error in ``b'`` is at most ~0.2% (at the edges of ``p``'s range), which moves a
-  predicted loss by that times the noise term's share of the loss (below 10%): ~2e-4 at
-  worst, far inside any forecast's interval (tests/test_forecast.py checks both).
+* **Exact where it counts.**  Fits search on the members' Chebyshev surrogate of the
+  bound's terms in the shape parameter (:meth:`PowerBound.search_basis`, relative error up
+  to ~0.5% in a term at the edges of a shape parameter's range), as the offline fit does;
+  the forecast curve and the final loss use the exact terms at the fitted shape (one O(T)
+  pass per member when the shape changes, i.e. after a search, not after every loss).
 * **Honest.**  Where the data cannot support a forecast (too few points after the early
   transient, a diverged run, a fit that does not describe the curve, an interval that
   would include a non-positive loss) the result carries a ``reason`` and no numbers.
@@ -423,7 +423,10 @@ class Forecaster:
                                      int(keep.sum()))
             self._theta[i] = res.theta
             full = np.concatenate([res.theta, res.coefs])
-            curve = m.search_basis(res.theta, gpreps[i]) @ res.coefs
+            gp = gpreps[i]
+            if len(gp.exact) > 1:  # keep the exact terms of the latest shape only
+                gp.exact = {q: v for q, v in gp.exact.items() if q == float(res.theta[1])}
+            curve = m.basis(res.theta, gp) @ res.coefs  # exact terms: one O(T) pass per new shape
             curves.append(curve)
             fitted = m.search_basis(res.theta, sub) @ res.coefs
             rms.append(float(np.sqrt(np.mean((fitted / yy - 1.0) ** 2))))

@@ -128,19 +128,16 @@ def test_the_interval_widens_with_what_is_extrapolated():
     assert f50.low > f90.low and f50.high < f90.high and f50.loss == f90.loss
 
 
-def test_the_search_surrogate_matches_the_exact_terms_at_the_forecast_grid():
-    """Forecasts use the members' Chebyshev surrogate (module docstring): check its accuracy."""
+def test_the_forecast_uses_the_exact_terms():
+    """Fits search on a surrogate; the forecast itself is the exact members' mean at the fitted shape."""
     lr, steps, y, _ = _synthetic()
-    grid = np.array([len(lr) // 2, len(lr) - 1, len(lr)])
+    k = steps <= len(lr) // 2
+    f = cdfast.forecast(lr, steps[k], y[k])
+    final = []
     for m in _members():
-        prep = m.prepare(lr, grid)
-        for theta in ([0.45, 0.6], [0.3, 1.2]) if m.lr_map == "power" else ([0.45, 1e-3], [0.6, 3e-2]):
-            th = np.array(theta)
-            fast, exact = m.search_basis(th, prep), m.basis(th, prep)
-            np.testing.assert_allclose(fast, exact, rtol=3e-3)
-            # a loss whose noise term is 10% of it moves by at most ~3e-4
-            c = np.array([1.0, 0.0, 0.1 / exact[-1, 2]])
-            np.testing.assert_allclose(fast @ c, exact @ c, rtol=3e-4)
+        names = [f"{m.name}:{n}" for n in m.param_names]
+        final.append(m.predict(np.array([f.params[n] for n in names]), m.prepare(lr, [len(lr)]))[0])
+    assert f.loss == pytest.approx(np.mean(final), rel=1e-12)
 
 
 def test_sample_run_forecast_from_half_covers_its_end():
