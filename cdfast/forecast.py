@@ -60,6 +60,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validate as V
+from .models.base import LossModel
 from .models.convex import ConvexPrep, PowerBound
 from .models.fitting import fit_separable
 
@@ -71,6 +72,17 @@ __all__ = ["Forecast", "Forecaster", "forecast"]
 #: Points at steps <= BURN_FRAC * T are the early transient: neither fitted nor forecast from
 #: (the same fraction as ``fit_loss_curve(burn_in="auto")``).
 BURN_FRAC = 0.1
+#: The prior on the noise term's size: ``G~^2 f(eta_max) / L``, the coefficient of the
+#: noise term times the effective peak LR, relative to the current loss (the loss share a
+#: cooldown from the peak could remove, up to the log factor of b').  Lognormal-like with
+#: centre GAIN_PRIOR[0] and relative width GAIN_PRIOR[1], weighted like the shape priors.
+#: Estimated from full-run fits of both members on every second run of shared/data
+#: (median 0.014-0.016 for validation losses at 25%, 50% and 75% of a run, log-sd 0.27-0.35;
+#: training losses 0.016-0.020, log-sd 0.45-0.50); bench/validate_forecast.py scores the
+#: other half separately.  Without it the noise term and the floor trade off freely while
+#: the LR is near its peak (b' is then nearly constant), so a short or noisy curve could
+#: forecast any cooldown gain.
+GAIN_PRIOR = (0.015, 0.35)
 #: Fewest (pooled) points after the burn-in for a forecast.
 MIN_POINTS = 8
 #: Noisy losses are pooled into medians of this many consecutive logged points.
@@ -208,6 +220,33 @@ def _fixed_shape(m: PowerBound, theta: FloatArray) -> PowerBound:
     return w
 
 
+class _GainPrior(LossModel):
+    """A member fitted with :data:`GAIN_PRIOR` as one more (virtual) point.
+
+    The prior is linear in the coefficients (``G~^2 f(eta_max) = h0 L``), so it joins the
+    bounded linear solve of variable projection as one row ``[0, 0, f(eta_max; theta)]``
+    with target ``h0 L``; its point weight sets its strength relative to the data.
+    """
+
+    has_surrogate = False
+
+    def __init__(self, member: PowerBound, eta_max: float) -> None:
+        self.member = member
+        self.eta_max = np.array([eta_max])
+        self.name = member.name
+        self.coefs = member.coefs
+        self.shape = member.shape
+
+    def prepare(self, lr, steps, grad_sq=None):  # pragma: no cover - the forecaster prepares the member
+        raise NotImplementedError("prepare the wrapped member")
+
+    def basis(self, theta: FloatArray, prep: ConvexPrep) -> FloatArray:
+        phi = self.member.search_basis(theta, prep)
+        row = np.zeros((1, phi.shape[1]))
+        row[0, 2] = self.member.effective_lr(self.eta_max, float(theta[1]))[0]
+        return np.vstack([phi, row])
+
+
 def _noise(y: FloatArray) -> float:
     """Relative noise of one point: the robust spread of successive log-differences / sqrt 2."""
     if y.size < 4:
@@ -265,6 +304,7 @@ class Forecaster:
             raise TypeError(f"noisy must be True, False or None, got {noisy!r}")
         self.noisy_option = None if noisy is None else bool(noisy)
         self._lr = x
+        self._eta_max = float(x.max())
         self._burn = int(BURN_FRAC * self.T)
         positive = np.flatnonzero(x > 0)
         if positive.size == 0 or positive[-1] + 1 <= self._burn:
@@ -397,7 +437,8 @@ class Forecaster:
         self._prepare_steps(uniq)
         idx = np.searchsorted(self._prepared, uniq)
         grid, gpreps = self._grid()
-        factor = max(1.0, (noise if math.isfinite(noise) else 0.0) / PRIOR_NOISE)
+        nz = noise if math.isfinite(noise) else 0.0
+        factor = max(1.0, nz / PRIOR_NOISE)
         restart = uniq.size >= RESTART_GROWTH * self._restart_at
         search = restart or uniq.size >= SEARCH_GROWTH * self._search_at
         if restart:
@@ -416,8 +457,12 @@ class Forecaster:
                 start = None if restart or self._theta[i] is None else self._theta[i]
             else:  # between searches: the previous shape, coefficients re-solved
                 mw, start = _fixed_shape(m, self._theta[i]), None
+            kappa = uniq.size * (max(PRIOR_NOISE, nz) / GAIN_PRIOR[1]) ** 2
+            target = GAIN_PRIOR[0] * float(np.median(yy[-POOL:]))
             try:
-                res = fit_separable(mw, [sub], [yy], [np.ones(uniq.size, bool)], start=start, exact=False)
+                res = fit_separable(_GainPrior(mw, self._eta_max), [sub], [np.append(yy, target)],
+                                    [np.ones(uniq.size + 1, bool)], start=start, exact=False,
+                                    point_weights=[np.append(np.ones(uniq.size), kappa)])
             except ValueError as e:
                 return self._decline(f"the loss model cannot be fitted to these losses ({e})", noisy, noise,
                                      int(keep.sum()))
@@ -439,7 +484,6 @@ class Forecaster:
             return self._decline("the fitted model is not finite at the forecast steps (check the schedule)",
                                  noisy, noise, int(keep.sum()))
         misfit = float(np.mean(rms))
-        nz = noise if math.isfinite(noise) else 0.0
         if misfit > POOR_RATIO * nz + POOR_FLOOR:
             return self._decline(f"poor fit: the model misses the logged losses by {100 * misfit:.2g}% RMS (their "
                                  f"noise is {100 * nz:.2g}%); the curve does not look like a loss curve under this "

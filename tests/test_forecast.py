@@ -29,7 +29,7 @@ def test_recovers_a_curve_of_its_own_family_from_half_the_run():
     half = steps <= len(lr) // 2
     f = cdfast.forecast(lr, steps[half], y[half])
     assert f.ok, f.reason
-    assert abs(f.loss / clean[-1] - 1) < 2e-3
+    assert abs(f.loss / clean[-1] - 1) < 5e-3  # the forecast is the mean of two members; one generated the data
     assert f.low < clean[-1] < f.high
     assert f.step == steps[half][-1] and f.T == len(lr)
     assert f.steps[0] > f.step and f.steps[-1] == len(lr) and f.curve.shape == f.steps.shape
