@@ -21,7 +21,7 @@ from .sweep import sweep
 from .gradient import average_bound_gradient, bound_gradient
 from .optimize import OptimalSchedule, optimal_schedule
 from .plan import RefinedSchedule, SchedulePlan, plan_schedule, refine_schedule
-from .forecast import Forecast, Forecaster, forecast  # noqa: E402  (the function shadows the module name)
+from .forecasting import Forecast, Forecaster, forecast
 
 __version__ = "0.1.0"
 

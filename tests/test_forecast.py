@@ -7,7 +7,7 @@ import pytest
 
 import cdfast
 from cdfast import schedules
-from cdfast.forecast import BURN_FRAC, MIN_POINTS, Forecaster, _members
+from cdfast.forecasting import BURN_FRAC, MIN_POINTS, Forecaster, _members
 from cdfast.io import read_log
 from cdfast.models.convex import PowerBound
 

@@ -131,8 +131,9 @@ class Forecast:
         The predicted loss at step ``T`` and its ``level`` interval; None when the forecast
         was declined (see ``reason``).  For noisy losses, the loss at ``T`` is the mean of the
         last ``FINAL_FRAC`` of the run's logged losses (what a noisy final loss is compared by).
-    steps, curve : ndarray
-        The predicted curve after ``step`` (a grid of steps ending at ``T``); empty when declined.
+    steps, curve, curve_low, curve_high : ndarray
+        The predicted curve after ``step`` (a grid of steps ending at ``T``) and its ``level``
+        band (the interval's formula at each step); empty when declined.
     reason : str or None
         Why no forecast was made (too few points, diverged, poor fit, ...) and what would
         help; None when the forecast stands.
@@ -169,6 +170,8 @@ class Forecast:
     drop: float = float("nan")
     spread: float = float("nan")
     noise_T: float = float("nan")
+    curve_low: FloatArray = field(default_factory=lambda: np.empty(0), repr=False)
+    curve_high: FloatArray = field(default_factory=lambda: np.empty(0), repr=False)
 
     @property
     def ok(self) -> bool:
@@ -495,7 +498,10 @@ class Forecaster:
             every = max(1.0, float(np.median(np.diff(np.asarray(self._steps)))) if self.n > 1 else 1.0)
             noise_T = nz / math.sqrt(max(1.0, FINAL_FRAC * self.T / every))
         z = NormalDist().inv_cdf(0.5 + self.level / 2.0) / NormalDist().inv_cdf(0.95)
-        half = z * math.sqrt((K_DROP * drop) ** 2 + (K_SPREAD * spread) ** 2 + MODEL_FLOOR ** 2 + noise_T ** 2)
+        # the interval's formula at every step of the curve (its last entry is the final loss's)
+        halves = z * np.sqrt((K_DROP * np.abs(curve - float(np.mean(now))) / curve) ** 2
+                             + (K_SPREAD * np.abs(curves[0] - curves[1]) / curve) ** 2 + MODEL_FLOOR ** 2 + noise_T ** 2)
+        half = float(halves[-1])
         if half > MAX_HALF_WIDTH:
             return self._decline(f"the data cannot tell: the {100 * self.level:g}% interval would be +-{100 * half:.0f}% "
                                  f"of the forecast (the model still extrapolates a {100 * drop:.0f}% drop); "
@@ -503,7 +509,7 @@ class Forecaster:
         after = grid > self.step
         return Forecast(self.T, self.step, self.level, pred, pred * (1.0 - half), pred * (1.0 + half),
                         grid[after], curve[after], None, bool(noisy), noise, int(keep.sum()), None, params,
-                        drop, spread, noise_T)
+                        drop, spread, noise_T, (curve * (1.0 - halves))[after], (curve * (1.0 + halves))[after])
 
 
 def forecast(lr: ArrayLike, steps: ArrayLike, losses: ArrayLike, *, level: float = 0.9,
