@@ -13,7 +13,7 @@ Each row: how many runs, how many forecasts were declined (with a reason instead
 numbers), the median and worst relative error of the forecasts made (a decline counts as
 a miss at 50% and 75%: the worst is then reported as "declined"), and the coverage of the
 90% interval.  ``--calibrate`` also prints the interval constants that give 0.90 coverage
-on these runs (how K_DROP, K_SPREAD and MODEL_FLOOR in cdfast/forecast.py were chosen),
+on these runs (how K_DROP, K_SPREAD and MODEL_FLOOR in cdfast/forecasting.py were chosen),
 cross-validated over groups of runs.  ``--speed`` times ``update`` + ``forecast`` per
 logged loss on a 25k-step run logged every 50 steps.
 

@@ -1,4 +1,4 @@
-"""The forecaster of a run in progress (cdfast.forecast)."""
+"""The forecaster of a run in progress (cdfast.forecasting)."""
 
 from __future__ import annotations
 
