@@ -202,6 +202,16 @@ def test_resumed_run_keeps_schedule_and_losses(tmp_path):
     assert fed[-1] == T_RUN - 1 and second.forecast.ok
 
 
+def test_gradient_accumulation(tmp_path):
+    """Only batches that end with an update count; the loss fed is the one training_step logged."""
+    fc = ForecastCallback()
+    trainer, _, rows = _fit(NAMESPACES[0], tmp_path, fc, max_steps=40, accumulate_grad_batches=2)
+    train = _column(rows, "train_loss")
+    fed = dict(fc._live.history)
+    assert sorted(fed) == sorted(s for s in train if s >= 1) and len(fed) == 39
+    np.testing.assert_allclose([fed[s] for s in sorted(fed)], [train[s] for s in sorted(fed)], rtol=1e-6)
+
+
 def test_target_stops_training(tmp_path):
     fc = ForecastCallback(target=1e-4, stop_above_target=True, patience=2)
     with pytest.warns(TargetWarning, match="wholly above the target 0.0001"):

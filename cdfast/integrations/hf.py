@@ -23,6 +23,7 @@ mean batch loss since the previous log, the latest batch on ``w_{s-1}``; ``eval_
 
 from __future__ import annotations
 
+import numbers
 import sys
 from typing import Any
 
@@ -154,7 +155,7 @@ class ForecastCallback(TrainerCallback):
         if live.forecaster is None or not logs or self._key not in logs:
             return None
         value = logs[self._key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             return None
         metrics = live.observe(paper_step("hf", live.kind, state.global_step), value)
         if metrics:

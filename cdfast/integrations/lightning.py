@@ -154,6 +154,9 @@ class ForecastCallback(*_bases()):  # type: ignore[misc]
                    if optimizer is None or getattr(c.scheduler, "optimizer", None) is optimizer]
         if not configs:
             lr = None
+            if optimizer is not None and self._live.group >= len(optimizer.param_groups):
+                raise ValueError(f"group = {self._live.group} but the optimizer has {len(optimizer.param_groups)} "
+                                 "param group(s); pass group= in range")
             if optimizer is not None and isinstance(T, (int, float)) and np.isfinite(T) and T >= 1:
                 # no scheduler: the optimizer's LR is constant
                 lr = np.full(int(T), float(optimizer.param_groups[self._live.group]["lr"]))
@@ -206,14 +209,21 @@ class ForecastCallback(*_bases()):  # type: ignore[misc]
         if self._live.should_stop:
             trainer.should_stop = True
 
-    def _train_loss(self, trainer: Any, outputs: Any) -> float | None:
+    def _train_loss(self, trainer: Any, pl_module: Any, outputs: Any) -> float | None:
         key = self._live.key
         if key is not None:
             return _scalar(trainer.callback_metrics.get(key))
+        loss = None
         if isinstance(outputs, dict) and "loss" in outputs:
-            return _scalar(outputs["loss"])
-        if outputs is not None and hasattr(outputs, "numel"):
-            return _scalar(outputs)
+            loss = _scalar(outputs["loss"])
+        elif outputs is not None and hasattr(outputs, "numel"):
+            loss = _scalar(outputs)
+        if loss is not None:
+            # automatic optimization hands on the loss divided by accumulate_grad_batches (the
+            # scaling of its backward pass): undo it, so the loss is the one training_step computed
+            if getattr(pl_module, "automatic_optimization", False):
+                loss *= int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+            return loss
         metrics = trainer.callback_metrics
         for n in ("train_loss_step",) + TRAIN_LOSS_NAMES:
             if n in metrics:
@@ -231,7 +241,7 @@ class ForecastCallback(*_bases()):  # type: ignore[misc]
         if trainer.log_every_n_steps <= 0 or g % trainer.log_every_n_steps:
             return  # the same steps Lightning logs at
         # logged at n = g - 1 (updates done before this batch)
-        self._after(trainer, pl_module, paper_step("lightning", "train", g - 1), self._train_loss(trainer, outputs))
+        self._after(trainer, pl_module, paper_step("lightning", "train", g - 1), self._train_loss(trainer, pl_module, outputs))
 
     def on_validation_epoch_end(self, trainer, pl_module):
         live = self._live
