@@ -51,25 +51,29 @@ def paper_step(trainer: str, kind: Literal["train", "eval"], logged_step: int) -
     return int(logged_step) + (conv.train_loss if kind == "train" else conv.eval_loss)
 
 
-def rewound_lr(scheduler: Any, n: int, group: int) -> NDArray[np.float64] | None:
+def rewound_lr(scheduler: Any, n: int, group: int, stride: int = 1) -> NDArray[np.float64] | None:
     """``eta_1 .. eta_n`` of a scheduler that has already been stepped ``n`` times, or None if unknown.
 
     Known in closed form for ``LambdaLR`` (every schedule of ``transformers`` is one):
-    update ``k + 1`` used ``base_lr * lr_lambda(k)``.
+    update ``k + 1`` used ``base_lr * lr_lambda(k)`` (``lr_lambda(stride * k)`` when the
+    scheduler is stepped ``stride`` times per update).
     """
     import torch
 
     if type(scheduler) is torch.optim.lr_scheduler.LambdaLR:
         base = float(scheduler.base_lrs[group])
         fn = scheduler.lr_lambdas[group]
-        return np.array([base * float(fn(k)) for k in range(n)], dtype=np.float64)
+        return np.array([base * float(fn(stride * k)) for k in range(n)], dtype=np.float64)
     return None
 
 
-def planned_lr(scheduler: Any, T: Any, *, done: int, group: int, where: str, T_name: str) -> NDArray[np.float64]:
+def planned_lr(scheduler: Any, T: Any, *, done: int, group: int, where: str, T_name: str,
+               stride: int = 1) -> NDArray[np.float64]:
     """The whole planned ``eta_1 .. eta_T`` from a torch scheduler that has been stepped ``done`` times.
 
-    ``T_name`` names the trainer setting that gave ``T`` (``max_steps``) for the error messages.
+    ``T_name`` names the trainer setting that gave ``T`` (``max_steps``) for the error messages;
+    ``stride``: how many times the scheduler is stepped per optimizer update (1 but for a
+    wrapper such as accelerate's on several processes).
     """
     from .. import schedules
 
@@ -83,7 +87,7 @@ def planned_lr(scheduler: Any, T: Any, *, done: int, group: int, where: str, T_n
     if scheduler is None:
         raise ValueError(f"{where}: no lr_scheduler; pass lr=, the whole planned LR sequence")
     try:
-        rest = schedules.from_torch(scheduler, T - done, group=group)
+        rest = schedules.from_torch(scheduler, stride * (T - done - 1) + 1, group=group)[::stride]
     except TypeError as e:
         raise TypeError(f"{where}: lr_scheduler {type(scheduler).__name__} cannot be stepped ahead ({e}); "
                         "pass lr=, the whole planned LR sequence, or use a step-driven scheduler") from None
@@ -91,7 +95,7 @@ def planned_lr(scheduler: Any, T: Any, *, done: int, group: int, where: str, T_n
         raise ValueError(f"{where}: lr_scheduler {type(scheduler).__name__}: {e}") from None
     if done == 0:
         return rest
-    head = rewound_lr(scheduler, done, group)
+    head = rewound_lr(scheduler, done, group, stride)
     if head is None:
         raise ValueError(f"{where}: the run resumes after {done} updates and the LRs of updates 1..{done} cannot "
                          f"be recovered from a {type(scheduler).__name__}; pass lr=, the whole planned LR "
@@ -154,10 +158,10 @@ class LiveForecast:
 
     # -- set-up, at the start of training --------------------------------------------------------
     def start(self, *, kind: Literal["train", "eval"], scheduler: Any, T: Any, done: int, where: str,
-              T_name: str, lr: NDArray[np.float64] | None = None) -> None:
+              T_name: str, lr: NDArray[np.float64] | None = None, stride: int = 1) -> None:
         """Build the forecaster on the planned LR: ``lr=`` of the callback, else ``lr`` (the trainer's
         constant LR), else the scheduler's."""
-        from .. import Forecaster
+        from ..forecasting import Forecaster
 
         if self.user_lr is not None or lr is not None:
             lr = self.user_lr if self.user_lr is not None else lr
@@ -165,7 +169,7 @@ class LiveForecast:
                 raise ValueError(f"lr has {lr.size} values but the trainer's {T_name} = {int(T)}; pass the whole "
                                  f"planned LR sequence, one value per optimizer update ({int(T)} values)")
         else:
-            lr = planned_lr(scheduler, T, done=done, group=self.group, where=where, T_name=T_name)
+            lr = planned_lr(scheduler, T, done=done, group=self.group, where=where, T_name=T_name, stride=stride)
         assert lr is not None
         self.kind = kind
         self.lr = lr

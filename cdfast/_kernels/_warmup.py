@@ -6,7 +6,7 @@ same results bit for bit.  So ``backend="auto"`` uses Numba only once its kernel
 in the cache (:func:`numba_is_warm`), and the C kernels until then;
 ``backend="numba"`` always means Numba (compiling if it must).
 
-``python -m cdfast._warmup`` compiles every Numba kernel into the cache (at low
+``python -m cdfast._kernels._compile`` compiles every Numba kernel into the cache (at low
 priority); ``cdfast report`` starts it in the background when it finds the cache
 cold, so the next process runs on Numba.
 """
@@ -70,35 +70,10 @@ def start_background() -> bool:
     if os.environ.get("CDFAST_NUMBA_WARMUP", "1") == "0" or os.environ.get("CDFAST_NUMBA_CACHE", "1") == "0":
         return False
     try:
-        subprocess.Popen([sys.executable, "-m", "cdfast._warmup"], stdin=subprocess.DEVNULL,
+        subprocess.Popen([sys.executable, "-m", "cdfast._kernels._compile"], stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                          close_fds=True)
     except OSError as exc:
         log.debug("cdfast: cannot start the Numba warm-up: %s", exc)
         return False
     return True
-
-
-def compile_all() -> None:
-    """Call every public kernel once through Numba on small inputs (fills the cache)."""
-    import numpy as np
-
-    import cdfast
-
-    lr = np.linspace(1.0, 0.1, 64)
-    g = np.ones(64)
-    for grad_sq in (None, g):
-        cdfast.bound_terms(lr, grad_sq, backend="numba")
-        cdfast.bound_terms(np.stack([lr, lr]), grad_sq, backend="numba")
-        cdfast.average_iterate_bound(lr, grad_sq=grad_sq, backend="numba")
-        cdfast.bound_curve_terms(lr, grad_sq, method="exact", backend="numba")
-        cdfast.bound_curve_terms(lr, grad_sq, method="fast", backend="numba")
-
-
-if __name__ == "__main__":
-    if hasattr(os, "nice"):
-        try:
-            os.nice(10)
-        except OSError:
-            pass
-    compile_all()
