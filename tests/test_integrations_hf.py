@@ -270,6 +270,46 @@ def test_resumed_run_recovers_the_whole_schedule_and_its_losses(tmp_path):
 
 
 @needs_hf
+@pytest.mark.parametrize("done", [0, 37])
+def test_a_scheduler_stepped_several_times_per_update(done):
+    """accelerate's wrapper steps the scheduler once per process per update: LRs of the real loop."""
+    from cdfast.integrations._common import planned_lr
+
+    def make():
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        return opt, transformers.get_cosine_schedule_with_warmup(opt, 20, 3 * 120)
+
+    opt, sched = make()
+    used = []
+    for _ in range(120):  # the loop as it runs on 3 processes
+        used.append(opt.param_groups[0]["lr"])
+        opt.step()
+        for _ in range(3):
+            sched.step()
+    opt, sched = make()
+    for _ in range(3 * done):
+        opt.step()
+        sched.step()
+    lr = planned_lr(sched, 120, done=done, group=0, where="test", T_name="max_steps", stride=3)
+    np.testing.assert_allclose(lr, used, rtol=1e-13, atol=0)
+
+
+@needs_hf
+def test_accelerate_wrapper_is_unwrapped(tmp_path):
+    from accelerate.scheduler import AcceleratedScheduler
+    from accelerate.state import PartialState
+
+    from cdfast.integrations.hf import _unwrap
+
+    cb, args, state, control, sched = _hooks(tmp_path)
+    full = schedules.from_torch(sched, 200)
+    wrapped = AcceleratedScheduler(sched, sched.optimizer, step_with_optimizer=True, split_batches=False)
+    assert _unwrap(wrapped) == (sched, PartialState().num_processes) and _unwrap(sched) == (sched, 1)
+    cb.on_train_begin(args, state, control, lr_scheduler=wrapped)
+    np.testing.assert_array_equal(cb.lr, full)
+
+
+@needs_hf
 def test_bad_input(tmp_path):
     cb, args, state, control, sched = _hooks(tmp_path, sched="plateau")
     with pytest.raises(TypeError, match="lr_scheduler ReduceLROnPlateau cannot be stepped ahead"):

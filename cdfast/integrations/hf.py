@@ -70,6 +70,23 @@ def _move_to_front(callback: Any) -> bool:
     return True
 
 
+def _unwrap(scheduler: Any) -> tuple[Any, int]:
+    """The torch scheduler inside accelerate's ``AcceleratedScheduler`` and how often it steps it per update.
+
+    The Trainer hands accelerate the scheduler under some distributed set-ups; the wrapper then
+    steps it once per process per update unless batches are split (accelerate's scheduler.py).
+    """
+    inner = getattr(scheduler, "scheduler", None)
+    if inner is None or type(scheduler).__name__ != "AcceleratedScheduler":
+        return scheduler, 1
+    stride = 1
+    if getattr(scheduler, "step_with_optimizer", True) and not getattr(scheduler, "split_batches", False):
+        from accelerate.state import PartialState
+
+        stride = int(PartialState().num_processes)
+    return inner, stride
+
+
 class ForecastCallback(TrainerCallback):
     """Forecast the final loss of a ``transformers.Trainer`` run at its logging events.
 
@@ -143,8 +160,9 @@ class ForecastCallback(TrainerCallback):
             kind = "train" if strategy is None or str(getattr(strategy, "value", strategy)) == "no" else "eval"
         self._key = live.key or (TRAIN_KEY if kind == "train" else EVAL_KEY)
         done = int(state.global_step or 0)
-        live.start(kind=kind, scheduler=lr_scheduler, T=state.max_steps, done=done,
-                   where="ForecastCallback", T_name="max_steps")
+        scheduler, stride = _unwrap(lr_scheduler)
+        live.start(kind=kind, scheduler=scheduler, T=state.max_steps, done=done,
+                   where="ForecastCallback", T_name="max_steps", stride=stride)
         if done:  # resumed: the log history restored with the checkpoint holds the losses so far
             for row in state.log_history:
                 if self._key in row and "step" in row and row["step"] <= done:
