@@ -202,7 +202,8 @@ def _play(cb, args, state, control, losses, start=1, key="loss"):
 
 @needs_hf
 def test_target_warning_and_early_stop(tmp_path):
-    cb, args, state, control, sched = _hooks(tmp_path, target=1.0, stop_above_target=True, patience=3)
+    cb, args, state, control, sched = _hooks(tmp_path, target=1.0, stop_above_target=True, patience=3,
+                                                  every=5)
     cb.on_train_begin(args, state, control, lr_scheduler=sched)
     losses = _synthetic(cb.lr)
     with pytest.warns(TargetWarning, match="wholly above the target 1"):
@@ -211,7 +212,7 @@ def test_target_warning_and_early_stop(tmp_path):
     assert ok and all(f.low > 1.0 for f in ok)
     assert control.should_training_stop
     # a reachable target: no warning, no stop
-    cb, args, state, control, sched = _hooks(tmp_path, target=10.0, stop_above_target=True)
+    cb, args, state, control, sched = _hooks(tmp_path, target=10.0, stop_above_target=True, every=5)
     cb.on_train_begin(args, state, control, lr_scheduler=sched)
     with warnings.catch_warnings():
         warnings.simplefilter("error", TargetWarning)
@@ -232,7 +233,7 @@ def test_every_n_logging_events(tmp_path):
 
 @needs_hf
 def test_eval_loss_is_on_the_logged_step(tmp_path):
-    cb, args, state, control, sched = _hooks(tmp_path, loss="eval")
+    cb, args, state, control, sched = _hooks(tmp_path, loss="eval", every=5)
     cb.on_train_begin(args, state, control, lr_scheduler=sched)
     losses = _synthetic(cb.lr)
     _play(cb, args, state, control, losses, key="eval_loss")
