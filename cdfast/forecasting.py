@@ -83,6 +83,10 @@ BURN_FRAC = 0.1
 #: the LR is near its peak (b' is then nearly constant), so a short or noisy curve could
 #: forecast any cooldown gain.
 GAIN_PRIOR = (0.015, 0.35)
+#: The prior yields as the run shows the noise term itself: its width grows by this factor
+#: times the share by which the LR has come down from its peak at the last logged step (a
+#: decay is what separates the noise term from the floor).  Chosen by bench/validate_forecast.py.
+GAIN_YIELD = 4.0
 #: Fewest (pooled) points after the burn-in for a forecast.
 MIN_POINTS = 8
 #: Noisy losses are pooled into medians of this many consecutive logged points.
@@ -442,6 +446,8 @@ class Forecaster:
         grid, gpreps = self._grid()
         nz = noise if math.isfinite(noise) else 0.0
         factor = max(1.0, nz / PRIOR_NOISE)
+        lr_seen = self._lr[uniq - 1]
+        decay = 1.0 - float(lr_seen[-1]) / float(lr_seen.max())  # how far the LR has come down from its peak
         restart = uniq.size >= RESTART_GROWTH * self._restart_at
         search = restart or uniq.size >= SEARCH_GROWTH * self._search_at
         if restart:
@@ -460,7 +466,7 @@ class Forecaster:
                 start = None if restart or self._theta[i] is None else self._theta[i]
             else:  # between searches: the previous shape, coefficients re-solved
                 mw, start = _fixed_shape(m, self._theta[i]), None
-            kappa = uniq.size * (max(PRIOR_NOISE, nz) / GAIN_PRIOR[1]) ** 2
+            kappa = uniq.size * (max(PRIOR_NOISE, nz) / (GAIN_PRIOR[1] * (1.0 + GAIN_YIELD * decay))) ** 2
             target = GAIN_PRIOR[0] * float(np.median(yy[-POOL:]))
             try:
                 res = fit_separable(_GainPrior(mw, self._eta_max), [sub], [np.append(yy, target)],
@@ -534,5 +540,73 @@ def forecast(lr: ArrayLike, steps: ArrayLike, losses: ArrayLike, *, level: float
         ``loss``, ``low``, ``high`` at step ``T`` and the predicted curve, or a ``reason``.
     """
     fc = Forecaster(lr, level=level, noisy=noisy)
+    fc.update(steps, losses)
+    return fc.forecast()
+
+
+#: ``forecast_log`` refuses a planned schedule that differs from the log's own LR by more than this
+#: (relative) at the last step the log knows: it is then not the schedule the run follows.
+SCHEDULE_RTOL = 0.02
+
+
+def forecast_log(log: Any, lr: ArrayLike | None = None, *, level: float = 0.9, noisy: bool | None = None,
+                 until: int | None = None) -> Forecast:
+    """Forecast a run in progress from its log (:func:`cdfast.io.read_log`).
+
+    Parameters
+    ----------
+    log : cdfast.io.TrainingLog
+        The run's log so far.
+    lr : array_like, optional
+        The whole planned schedule ``eta_1 .. eta_T``.  Needed when the log does not know
+        its schedule to the end (``log.unfinished``: e.g. a Hugging Face run read before
+        ``max_steps``, whose LRs after the last logged one are unknown); otherwise the log's
+        own (e.g. rebuilt from a W&B config).  The forecast uses the log's LRs up to the
+        last step it knows (``log.lr_known_steps``) and the planned schedule after it; the
+        two must agree at that step (within ``SCHEDULE_RTOL``), or the plan is not the
+        run's and a ValueError says so.
+    level, noisy :
+        As in :class:`Forecaster`.
+    until : int, optional
+        Use only the losses logged at steps <= ``until`` (a forecast as of an earlier
+        point of the run).
+
+    Returns
+    -------
+    Forecast
+    """
+    steps, losses = np.asarray(log.steps), np.asarray(log.loss)
+    diverged = getattr(log, "divergence", None)
+    if lr is None:
+        if log.lr is None:
+            raise ValueError(f"run {log.name!r}: the log records no learning rate; give the whole planned schedule "
+                             "(lr=, or on the command line --schedule NAME --steps T --peak-lr X, or --lr-file FILE)")
+        if log.unfinished:
+            raise ValueError(f"run {log.name!r} looks unfinished: its last logged LR is at step {log.lr_known_steps} "
+                             f"of T = {log.T}, so the LRs after it are unknown; give the whole planned schedule "
+                             "(lr=, or on the command line --schedule NAME --steps T --peak-lr X, or --lr-file FILE)")
+        x = np.asarray(log.lr, dtype=np.float64)
+    else:
+        x = V.as_vector(lr, "lr")
+        V.check_values(x, "lr")
+        if steps.size and steps[-1] > x.shape[0]:
+            raise ValueError(f"lr has {x.shape[0]} steps but the log has a loss at step {steps[-1]}; the planned "
+                             "schedule must cover the whole run (--steps T >= the last logged step)")
+        if log.lr is not None:  # the run's own LRs up to the last it knows, the plan after it
+            known = min(log.lr_known_steps, x.shape[0])
+            have, want = float(log.lr[known - 1]), float(x[known - 1])
+            if abs(want - have) > SCHEDULE_RTOL * max(abs(have), 1e-3 * float(log.lr[:known].max())):
+                raise ValueError(f"the planned schedule gives LR {want:.6g} at step {known}, where run {log.name!r} "
+                                 f"logged {have:.6g}; give the schedule the run uses (check the peak LR, warmup and "
+                                 "horizon)")
+            x = np.concatenate([np.asarray(log.lr[:known], dtype=np.float64), x[known:]])
+    if until is not None:
+        keep = steps <= int(until)
+        steps, losses = steps[keep], losses[keep]
+    if diverged is not None and (until is None or diverged[0] <= until):
+        keep = steps < diverged[0]  # the run is reported as diverged at its step, never truncated silently
+        steps = np.append(steps[keep], diverged[0])
+        losses = np.append(losses[keep], diverged[1])
+    fc = Forecaster(x, level=level, noisy=noisy)
     fc.update(steps, losses)
     return fc.forecast()

@@ -1,4 +1,4 @@
-"""The ``cdfast`` command line: report, fit, predict, compare, plan, refine, curve, exam, bench, sweep.
+"""The ``cdfast`` command line: report, fit, predict, forecast, compare, plan, refine, curve, exam, bench, sweep.
 
 ``main(argv) -> int`` parses, runs one subcommand, and returns the exit status.  The
 command line only parses arguments, calls the library and prints (docs/cli.md):
@@ -30,7 +30,7 @@ import threading
 from typing import Sequence
 
 from ..reporting import BOUND_SCHEDULES as DEFAULT_SCHEDULES
-from . import bench, compare, curve, exam, fit, plan, predict, report, sweep
+from . import bench, compare, curve, exam, fit, forecast, plan, predict, report, sweep
 from ._guard import Terminated as _Terminated
 from ._guard import check_paths
 from ._guard import on_sigterm as _on_sigterm
@@ -41,7 +41,7 @@ __all__ = ["main", "build_parser", "COMMANDS", "CliError", "parse_schedule", "sc
            "write_table", "check_paths", "DEFAULT_SCHEDULES", "EXIT_USAGE", "EXIT_NOT_QUALIFIED"]
 
 #: the command modules, in the order of ``cdfast --help`` (plan also registers refine)
-COMMANDS = [report, curve, exam, fit, predict, compare, plan, bench, sweep]
+COMMANDS = [report, curve, exam, fit, predict, forecast, compare, plan, bench, sweep]
 
 
 def build_parser() -> Parser:

@@ -29,6 +29,7 @@ class Run:
     describe: str
     first_logged: int
     branch_step: int = 0
+    lr_known: int | None = None  # a log read before its end: the last update whose LR it knows
 
     @property
     def T(self) -> int:
@@ -61,7 +62,8 @@ def _run_from_log(log: Any, path: str, grad: bool) -> Run:
     describe = (f"{log.format}, T = {log.T}, {steps.shape[0]} losses ({log.loss_name}) at steps "
                 f"{steps[0]}..{steps[-1]}" + (f"; {source}" if source else ""))
     return Run(log.name or os.path.basename(os.path.normpath(path)), lr, steps, loss,
-               log.grad_sq() if grad else None, describe, int(steps[0]), branch)
+               log.grad_sq() if grad else None, describe, int(steps[0]), branch,
+               log.lr_known_steps if log.unfinished else None)
 
 
 def read_runs(args: argparse.Namespace, paths: Sequence[str], *, grad: bool = False) -> list[Run]:
@@ -117,7 +119,7 @@ def fit_window(runs: Sequence[Run], frac: float, option: str = "--fit-frac") -> 
     holds no point, saying why (e.g. a run branched from another's checkpoint)."""
     masks = []
     for r in runs:
-        m = r.steps <= frac * r.T
+        m = r.steps <= frac * (r.lr_known or r.T)  # an unfinished run: a fraction of what it has run
         if m.sum() < 3:
             why = (f"it logs losses from step {r.first_logged} on" + (f" (it was branched at step {r.branch_step} "
                    "from another run's checkpoint)" if r.branch_step else ""))
@@ -159,6 +161,12 @@ def print_fit(fit: Any, runs: Sequence[Run], frac: float) -> None:
         prefix = f"  {r.name}: " if len(runs) > 1 else "  "
         at_last = float(fit.prediction[fit.run == k][-1])
         text = f"{prefix}loss at the last logged step {r.steps[-1]}: model {at_last:.6g}, logged {r.loss[-1]:.6g}"
+        if r.lr_known is not None:  # never a "final loss" on a schedule held at its last logged LR
+            print(text)
+            print(f"  {r.name}: the run looks unfinished: its last logged LR is at step {r.lr_known} of T = {r.T}; "
+                  "to forecast its end, give the rest of its schedule: cdfast forecast PATH --schedule NAME "
+                  "--steps T (or --lr-file FILE)")
+            continue
         if r.steps[-1] != r.T:
             final = float(fit.predict(r.lr, at=[r.T])[-1])
             text += (f"; at step T = {r.T}: model {final:.6g}" if np.isfinite(final) or r.lr[-1] != 0 else
