@@ -310,6 +310,18 @@ def time_terms(shape: np.ndarray, backend: str, repeat: int) -> tuple[tuple[floa
     return result, best
 
 
+def compare_backends(shape: np.ndarray, backends: Sequence[str], repeat: int) -> tuple[
+        dict[str, tuple[float, float]], dict[str, float], float]:
+    """``(a, b)`` of eq. (2.4) and the best time of ``repeat`` passes on every backend, and
+    their largest relative difference from the first backend's ``(a, b)``."""
+    terms, times = {}, {}
+    for be in backends:
+        terms[be], times[be] = time_terms(shape, be, repeat)
+    a, b = terms[backends[0]]
+    diff = max((max(abs(t[0] - a) / a, abs(t[1] - b) / b) for t in terms.values()), default=0.0)
+    return terms, times, diff
+
+
 def backends_for(choice: str) -> list[str]:
     """The backends a report or benchmark times: every available one for ``"all"``."""
     have = list(available_backends())
@@ -462,11 +474,8 @@ def report(log: Any = None, *, loss: str | None = None, model: str | None = None
     with Progress("report", total=len(specs)) as progress:
         for name, params in specs:
             shape = S.make(name, steps, **params, **({"warmup": warmup} if warmup else {}))
-            terms, times = {}, {}
-            for be in backends:
-                terms[be], times[be] = time_terms(shape, be, repeat)
+            terms, times, diff = compare_backends(shape, backends, repeat)
             a, b = terms[backends[0]]
-            diff = max((max(abs(t[0] - a) / a, abs(t[1] - b) / b) for t in terms.values()), default=0.0)
             eta = (D / G) * math.sqrt(a / b) if peak_lr is None else peak_lr
             last = L_star + D * D * a / eta + G * G * b * eta
             avg = average_iterate_bound(eta * shape, D, G, L_star, backend=backends[0])
