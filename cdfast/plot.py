@@ -254,13 +254,34 @@ def plot_prediction(steps: ArrayLike, loss: ArrayLike, *, lo: ArrayLike | None =
     steps = np.asarray(steps)
     y = np.asarray(loss, dtype=float)
     line, = ax.plot(steps, y, label=label, **{"lw": 1.5, **kwargs})
+    shown = [y]
     if lo is not None and hi is not None:
         band = f"{label}: {100 * level:.0f}% interval" if level is not None else None
-        ax.fill_between(steps, np.asarray(lo, dtype=float), np.asarray(hi, dtype=float), color=line.get_color(),
-                        alpha=0.2, lw=0, label=band)
+        lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, lw=0, label=band)
+        shown += [lo, hi]
+    _widen_ylim(ax, steps, shown)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     return ax
+
+
+def _widen_ylim(ax: Any, steps: np.ndarray, curves: Sequence[np.ndarray]) -> None:
+    """Widen (never narrow) the y-range so that ``curves`` show past their first 10% of
+    steps: axes set up for a logged run (plot_fit) would otherwise clip a prediction that
+    runs longer and lower.  The early transient, often far higher, is left to clip."""
+    if steps.size == 0:
+        return
+    tail = steps >= 0.1 * np.max(steps)
+    values = np.concatenate([c[tail] for c in curves])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return
+    low, high = ax.get_ylim()
+    lo_v, hi_v = float(values.min()), float(values.max())
+    margin = 0.05 * ((max(high, hi_v) - min(low, lo_v)) or 1.0)
+    if lo_v < low or hi_v > high:
+        ax.set_ylim(min(low, lo_v - margin) if lo_v < low else low, max(high, hi_v + margin) if hi_v > high else high)
 
 
 def plot_exam(T: ArrayLike, scaled: ArrayLike, *, qualified: bool | None = None, limit: float | None = None,
@@ -392,10 +413,14 @@ def prediction_figure(steps: ArrayLike, loss: ArrayLike, fitted: ArrayLike, lr: 
         plot_schedule(p["lr"], ax=ax_lr, color=color, ls="--", label=p["label"])
         plot_prediction(p["steps"], p["loss"], lo=p.get("lo"), hi=p.get("hi"), ax=ax_l, color=color,
                         label=p["label"], level=level)
-        y = np.asarray(p["loss"], dtype=float)
-        tail = y[np.asarray(p["steps"]) >= 0.1 * np.max(p["steps"])]
-        if tail.size and np.isfinite(tail).any():
-            lows.append(float(np.nanmin(tail[np.isfinite(tail)])))
+        at_tail = np.asarray(p["steps"]) >= 0.1 * np.max(p["steps"])
+        for key, bucket in (("loss", lows), ("lo", lows), ("hi", highs)):  # the band too, not only the curve
+            if p.get(key) is None:
+                continue
+            tail = np.asarray(p[key], dtype=float)[at_tail]
+            if tail.size and np.isfinite(tail).any():
+                finite = tail[np.isfinite(tail)]
+                bucket.append(float(finite.min() if bucket is lows else finite.max()))
     lo, hi = min(lows), max(highs)
     span = (hi - lo) or 1.0
     ax_l.set_ylim(lo - 0.1 * span, hi + 0.1 * span)

@@ -48,18 +48,40 @@ def _spec(s: str | tuple[str, dict]) -> tuple[str, dict]:
     return S.parse(s) if isinstance(s, str) else (s[0], dict(s[1]))
 
 
-def curve_points(T: int, points: int) -> np.ndarray:
-    """``points`` evenly spaced steps 1..T including T (every step for 0 or ``points >= T``)."""
-    if points == 0 or points >= T:
-        return np.arange(1, T + 1, dtype=np.int64)
-    return np.unique(np.round(np.linspace(1, T, points)).astype(np.int64))
+def curve_points(T: int, points: int, start: int = 1) -> np.ndarray:
+    """``points`` evenly spaced steps start..T including both ends (every step for 0 or
+    ``points`` at least the number of steps)."""
+    if points == 0 or points >= T - start + 1:
+        return np.arange(start, T + 1, dtype=np.int64)
+    return np.unique(np.round(np.linspace(start, T, points)).astype(np.int64))
 
 
 def warmup_of(lr: np.ndarray) -> int:
-    """Steps before a logged schedule first reaches its peak (its warmup), 0 if none."""
+    """Steps before a logged schedule first reaches its peak, 0 if none: the ``warmup`` of
+    :func:`cdfast.schedules.with_warmup` that reaches the peak at the same step."""
     top = float(lr.max())
     first = int(np.argmax(lr >= top))
     return first if first > 0 and lr[0] < top else 0
+
+
+WARMUP_KEYS = ("warmup_steps", "warmup_iters", "num_warmup_steps")  # run-config keys of the warmup length
+
+
+def configured_warmup(lr: np.ndarray, config: dict | None) -> int:
+    """The run's warmup as its trainer counts it: the config's warmup length when it has
+    one that matches the logged LRs, else :func:`warmup_of`.
+
+    Trainers differ by one step: PyTorch's ``OneCycleLR`` (llm-baselines) reaches the
+    peak *on* the last warmup step, Hugging Face's ramps reach it on the step after.  A
+    run configured with 300 warmup steps of the first kind has 299 steps below its peak.
+    """
+    below = warmup_of(lr)
+    for key in WARMUP_KEYS:
+        value = (config or {}).get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer() \
+                and below > 0 and abs(int(value) - below) <= 1:
+            return int(value)
+    return below
 
 
 def interval(fit: Any, lr: np.ndarray, at: np.ndarray, level: float,
@@ -127,6 +149,9 @@ class RunReport:
     schedule and horizon with ``schedule``, ``T``, ``loss`` (at the run's peak LR),
     ``lo``, ``hi`` (its interval, NaN without one), ``best_peak_lr``, ``best_loss`` and
     ``edge`` (``"<"``/``">"`` when the best peak LR lies beyond the searched range).
+    ``warmup_steps`` is the run's warmup as configured (:func:`configured_warmup`);
+    ``warmup`` the one the re-planned schedules get (``cdfast.schedules`` counts the
+    steps below the peak), so that they reach the peak LR on the same step as the run.
     """
 
     path: str
@@ -136,6 +161,7 @@ class RunReport:
     lr: np.ndarray
     peak_lr: float
     warmup: int
+    warmup_steps: int
     fit: Any
     half: Any
     n_first_half: int
@@ -163,7 +189,7 @@ class RunReport:
         where = "the packaged sample run (cdfast/data/README.md)" if self.packaged else repr(self.path)
         params = "   ".join(f"{k} = {v:.6g}" for k, v in fit.params.items())
         out = [f"cdfast report: {where}", f"  {self.name}",
-               f"  {self.describe}; peak LR {self.peak_lr:g}, warmup {self.warmup} steps",
+               f"  {self.describe}; peak LR {self.peak_lr:g}, warmup {self.warmup_steps} steps",
                f"model {fit.model.name}, fitted on every logged loss: {params}  (R^2 = {fit.r2:.4f})"]
         if self.half is None:
             out.append(f"check: skipped ({self.n_first_half} logged losses in the first half of the run, too few to "
@@ -179,12 +205,12 @@ class RunReport:
         out.append(f"the run as logged: the model gives {self.own:.4f} at step {self.last_step} "
                    f"(logged {self.last_loss:.4f})")
         out.append(f"predicted final loss{f' [{100 * level:g}% interval]' if self.has_interval else ''} under other "
-                   f"schedules and horizons (warmup {self.warmup} steps kept):")
+                   f"schedules and horizons (warmup {self.warmup_steps} steps kept):")
         rows = []
         for p in self.predictions:
             band = None if math.isnan(p["lo"]) else (np.array([p["lo"]]), np.array([p["hi"]]))
             rows.append([p["schedule"], p["T"], with_interval(p["loss"], band), f"{p['edge']}{p['best_peak_lr']:.2g}",
-                         "" if p["edge"] else fmt(p["best_loss"])])
+                         "" if p["edge"] else fmt(p["best_loss"], keep_zeros=True)])
         out.append(table(["schedule", "T", f"at peak LR {self.peak_lr:g}", "best peak LR", "at best peak LR"], rows))
         out.append("best peak LR: the minimum of the model's predicted final loss over peak LRs; '<' or '>': beyond "
                    f"the searched range {self.peak_lr * PEAK_RANGE[0]:.3g}..{self.peak_lr * PEAK_RANGE[1]:.3g}.  "
@@ -264,7 +290,8 @@ def report_run(log: Any = None, *, loss: str | None = None, model: str | None = 
                                    "loss": fit.predict(peak * shape, at=at)})
                 progress.advance()
     return RunReport(path=path, packaged=packaged, name=name, describe=describe, lr=lr, peak_lr=peak, warmup=warmup,
-                     fit=fit, half=half, n_first_half=int(first_half.sum()), last_step=last_step, last_loss=last_loss,
+                     warmup_steps=configured_warmup(lr, the_log.config), fit=fit, half=half,
+                     n_first_half=int(first_half.sum()), last_step=last_step, last_loss=last_loss,
                      check=check, check_band=band, own=own, predictions=preds, level=level, boot=boot,
                      figure_curves=curves, figure_scans=scans)
 
@@ -281,6 +308,18 @@ def time_terms(shape: np.ndarray, backend: str, repeat: int) -> tuple[tuple[floa
         result = bound_terms(shape, backend=backend)
         best = min(best, time.perf_counter() - t0)
     return result, best
+
+
+def compare_backends(shape: np.ndarray, backends: Sequence[str], repeat: int) -> tuple[
+        dict[str, tuple[float, float]], dict[str, float], float]:
+    """``(a, b)`` of eq. (2.4) and the best time of ``repeat`` passes on every backend, and
+    their largest relative difference from the first backend's ``(a, b)``."""
+    terms, times = {}, {}
+    for be in backends:
+        terms[be], times[be] = time_terms(shape, be, repeat)
+    a, b = terms[backends[0]]
+    diff = max((max(abs(t[0] - a) / a, abs(t[1] - b) / b) for t in terms.values()), default=0.0)
+    return terms, times, diff
 
 
 def backends_for(choice: str) -> list[str]:
@@ -435,11 +474,8 @@ def report(log: Any = None, *, loss: str | None = None, model: str | None = None
     with Progress("report", total=len(specs)) as progress:
         for name, params in specs:
             shape = S.make(name, steps, **params, **({"warmup": warmup} if warmup else {}))
-            terms, times = {}, {}
-            for be in backends:
-                terms[be], times[be] = time_terms(shape, be, repeat)
+            terms, times, diff = compare_backends(shape, backends, repeat)
             a, b = terms[backends[0]]
-            diff = max((max(abs(t[0] - a) / a, abs(t[1] - b) / b) for t in terms.values()), default=0.0)
             eta = (D / G) * math.sqrt(a / b) if peak_lr is None else peak_lr
             last = L_star + D * D * a / eta + G * G * b * eta
             avg = average_iterate_bound(eta * shape, D, G, L_star, backend=backends[0])

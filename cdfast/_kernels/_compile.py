@@ -30,9 +30,14 @@ def compile_all() -> None:
 
 
 if __name__ == "__main__":
+    from ._warmup import release_lock
+
     if hasattr(os, "nice"):
         try:
             os.nice(10)
         except OSError:
             pass
-    compile_all()
+    try:
+        compile_all()
+    finally:
+        release_lock()  # the next `cdfast report` may start a compile again (if this one failed)

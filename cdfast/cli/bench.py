@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import schedules as S
-from ..reporting import time_terms, backends_for
+from ..reporting import backends_for, compare_backends
 from . import _options as O
 from ._output import print_table
 
@@ -25,10 +25,8 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for T in args.steps:
         shape = S.make(name, T, **params)
-        results = {be: time_terms(shape, be, args.repeat) for be in backends}
-        a, b = results[backends[0]][0]
-        diff = max(max(abs(r[0][0] - a) / a, abs(r[0][1] - b) / b) for r in results.values())
-        rows.append([T] + [1e3 * results[be][1] for be in backends] + [diff])
+        _, times, diff = compare_backends(shape, backends, args.repeat)
+        rows.append([T] + [1e3 * times[be] for be in backends] + [diff])
     print_table(columns, rows, title=f"bound_terms on {O.schedule_label(name, params)}: best of {args.repeat} "
                                      f"(backends: {', '.join(backends)})")
     if len(backends) < 2:

@@ -27,16 +27,6 @@ def add_parser(sub) -> None:
     c.set_defaults(func=run)
 
 
-def optimal_peak(shape: np.ndarray, D: float, G: float, backend: str | None) -> tuple[float, float, float]:
-    """(a, b, eta*) for a unit-peak shape: bound(eta) = D^2 a/eta + G^2 b eta is least at (D/G) sqrt(a/b)."""
-    from ..bounds import bound_terms
-
-    a, b = bound_terms(shape, backend=backend)
-    if D == 0 or G == 0:
-        raise O.CliError("the optimal peak LR needs D > 0 and G > 0; give --peak-lr instead")
-    return a, b, (D / G) * math.sqrt(a / b)
-
-
 def compute_curve(lr: np.ndarray, at: np.ndarray, *, D: float, G: float, L_star: float,
                   method: str = "auto", backend: str | None = None, label: str = "curve") -> np.ndarray:
     """eq. (2.4) at the iterations ``at``, in chunks so that long exact curves show progress."""
@@ -64,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
     V.check_positive_last(lr, "cdfast curve")
     if is_shape:
         if args.peak_lr is None:
-            _, _, eta = optimal_peak(lr, D, G, args.backend)
+            from ..asymptotics import optimal_peak_lr
+
+            if D == 0 or G == 0:
+                raise O.CliError("the optimal peak LR needs D > 0 and G > 0; give --peak-lr instead")
+            eta, _ = optimal_peak_lr(lr, D, G, backend=args.backend)
             print(f"peak LR = {eta:.6g} (minimises the final bound; set it with --peak-lr)")
         else:
             eta = args.peak_lr

@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
                        description="The training-free qualifying exam (Condition 2.5): is sqrt(T) times the bound "
                        "at eta_peak = 1/sqrt(T) bounded as T grows?  Exit status: 0 qualified, 1 not qualified "
                        "(for scripts: `cdfast exam NAME && ...`), 2 bad input.")
-    e.add_argument("name", nargs="?", metavar="NAME[:k=v,...]", help="built-in schedule family")
+    e.add_argument("name", nargs="?", metavar="NAME[:k=v,...]",
+                   help="built-in schedule family; with --lr-file, a name for the shape in the output")
     e.add_argument("--lr-file", metavar="FILE", help="a schedule shape, stretched to every horizon T")
     e.add_argument("--warmup", type=O.nonneg_int, default=0, metavar="W", help="fixed warmup steps")
     e.add_argument("--max-steps", type=O.steps, default=10**7, metavar="T",
@@ -66,12 +67,12 @@ def run(args: argparse.Namespace) -> int:
     check_out(args.plot, (".png",), "--plot")
     O.check_horizon(args.max_steps, "--max-steps")
     grid = exam_grid(args.max_steps)
-    if (args.name is None) == (args.lr_file is None):
+    if args.name is None and args.lr_file is None:
         raise CliError("give either a schedule NAME (e.g. `cdfast exam cosine`) or --lr-file FILE")
     if args.lr_file:
         if args.warmup:
             raise CliError("--warmup applies to a named schedule, not to --lr-file")
-        label = os.path.basename(args.lr_file)
+        label = args.name or os.path.basename(args.lr_file)  # `cdfast exam my_shape --lr-file F`: a label
         from ..asymptotics import qualifying_exam
 
         result = qualifying_exam(_lr_file_family(args.lr_file), grid, kind="family", continuous=False)
