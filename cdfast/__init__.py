@@ -4,6 +4,10 @@ Bu, Xu, Mao (ICLR 2026), "Convex Dominance in Deep Learning I"; Defazio et al. (
 Cor. 12; Schaipp et al. (2025).  See README.md for a tour.
 """
 
+from ._startup import install as _install_interrupt_report
+
+_install_interrupt_report()  # the command line only: an early Ctrl-C is one line (cdfast._startup)
+
 from . import schedules
 from ._kernels._backends import available_backends
 from .bounds import average_iterate_bound, bound_terms, last_iterate_bound
