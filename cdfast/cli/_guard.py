@@ -3,7 +3,7 @@
 * :func:`check_paths` refuses missing inputs, folders given as files, and outputs that
   would replace an input (also through links) or each other;
 * :class:`QuietPipe` keeps a command running to the end when its stdout reader has gone
-  (``cdfast ... | head -1``);
+  (``cdfast ... | head -1``) or stdout is closed altogether (``cdfast ... >&-``);
 * :func:`on_sigterm` removes the temporary files and ends the command with status 143.
 """
 
@@ -41,17 +41,23 @@ def check_paths(args: argparse.Namespace, extra_inputs: Sequence[str] = ()) -> N
                 raise CliError(f"{option} {path!r} is a directory; give a file")
             if not os.path.exists(path):
                 raise CliError(f"{option} {path!r} does not exist")
+            _regular_input(path, option)
             inputs.append(path)
     for attr, option in INPUT_LOGS.items():
         for path in _given(args, attr):
             if not os.path.exists(path):
                 raise CliError(f"{option} {path!r} does not exist")
+            _regular_input(path, option)
             inputs.append(path)
     seen: dict[str, str] = {}
     for attr, option in OUTPUTS.items():
         for path in _given(args, attr):
             if os.path.isdir(path):
                 raise CliError(f"{option} {path!r} is a directory; give a file name")
+            try:  # a device or pipe would be replaced by the renamed output
+                _files.check_output(path, option)
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
             clash = _files.clashes(path, inputs)
             if clash is not None:
                 how = "" if os.path.abspath(clash) == os.path.abspath(path) else " (through a link)"
@@ -63,13 +69,25 @@ def check_paths(args: argparse.Namespace, extra_inputs: Sequence[str] = ()) -> N
             seen[real] = option
 
 
+def _regular_input(path: str, option: str) -> None:
+    """A named pipe or a device is refused before any work (reading it would block or
+    never end)."""
+    try:
+        _files.check_input(path, option)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
 class QuietPipe:
     """stdout that goes quiet when its reader has gone (``cdfast ... | head -1``): the
     command still runs to the end and writes its files, without a BrokenPipeError."""
 
     def __init__(self, stream: Any) -> None:
-        self._stream = stream
         self.broken = False
+        if stream is None:  # started with stdout closed (``>&-``): Python gives sys.stdout = None
+            stream = open(os.devnull, "w")
+            self.broken = True
+        self._stream = stream
 
     def write(self, text: str) -> int:
         if not self.broken:
