@@ -76,7 +76,10 @@ def nonneg_int(text: str) -> int:
 
 
 def step_list(text: str) -> list[int]:
-    return [steps(part) for part in text.split(",") if part.strip()]
+    out = [steps(part) for part in text.split(",") if part.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError(f"{text!r} names no horizon; give one or more, e.g. 1000,1e4")
+    return out
 
 
 def fraction(text: str) -> float:
