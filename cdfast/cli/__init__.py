@@ -27,6 +27,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import warnings
 from typing import Sequence
 
 from ..reporting import BOUND_SCHEDULES as DEFAULT_SCHEDULES
@@ -58,6 +59,15 @@ def build_parser() -> Parser:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _show_warning(message: Warning | str, category: type, filename: str, lineno: int, file=None,
+                  line=None) -> None:
+    """A library warning the command does not print itself: one line on stderr."""
+    try:
+        print(f"cdfast: warning: {_one_line(message)}", file=sys.stderr)
+    except (AttributeError, OSError, ValueError):  # no stderr
+        pass
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -100,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
         saved_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return _run(argv)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _run(argv)
     finally:
         stdout.flush()
         sys.stdout = saved_stdout

@@ -30,6 +30,7 @@ class Run:
     first_logged: int
     branch_step: int = 0
     lr_known: int | None = None  # a log read before its end: the last update whose LR it knows
+    divergence: tuple[int, float] | None = None  # (step, loss) where the run diverged (TrainingLog.divergence)
 
     @property
     def T(self) -> int:
@@ -63,13 +64,13 @@ def _run_from_log(log: Any, path: str, grad: bool) -> Run:
                 f"{steps[0]}..{steps[-1]}" + (f"; {source}" if source else ""))
     return Run(log.name or os.path.basename(os.path.normpath(path)), lr, steps, loss,
                log.grad_sq() if grad else None, describe, int(steps[0]), branch,
-               log.lr_known_steps if log.unfinished else None)
+               log.lr_known_steps if log.unfinished else None, log.divergence)
 
 
 def read_runs(args: argparse.Namespace, paths: Sequence[str], *, grad: bool = False) -> list[Run]:
     """The runs of PATH arguments (any log cdfast.io.read_log reads), with --lr-file or
     --schedule replacing the logged learning rates of a single log."""
-    from ..io import read_log
+    from ..io import LogWarning, read_log
 
     runs = []
     override_given = bool(getattr(args, "lr_file", None) or getattr(args, "schedule", None))
@@ -77,10 +78,12 @@ def read_runs(args: argparse.Namespace, paths: Sequence[str], *, grad: bool = Fa
         raise CliError("--lr-file/--schedule give one run's learning rates; with several logs, each log must "
                        "carry its own (or fit them one at a time)")
     for path in paths:
-        log = read_log(path, loss=getattr(args, "loss", None))
-        if override_given:
-            label, lr = lr_override(args, log.T)
-            log = read_log(path, loss=getattr(args, "loss", None), lr=lr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LogWarning)  # a divergence is printed with the fit (Run.divergence)
+            log = read_log(path, loss=getattr(args, "loss", None))
+            if override_given:
+                label, lr = lr_override(args, log.T)
+                log = read_log(path, loss=getattr(args, "loss", None), lr=lr)
         if log.lr is None:
             raise CliError(f"{path!r}: the log records no learning rate and has no config that gives it; "
                            "add --lr-file FILE or --schedule NAME --peak-lr X (--steps T)")
@@ -141,6 +144,8 @@ def fit(runs: Sequence[Run], *, model: str | None, masks: Sequence[np.ndarray] |
     if robust:
         kwargs["robust"] = True
     grads = [r.grad_sq for r in runs]
+    if any(r.divergence is not None for r in runs):
+        kwargs["divergence"] = [r.divergence for r in runs]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # CurveFit.warnings holds them; printed below the fit
         return fit_loss_curves([r.lr for r in runs], [r.steps for r in runs], [r.loss for r in runs],
