@@ -31,7 +31,7 @@ def fmt(v: Any, keep_zeros: bool = False) -> str:
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> str:
     """Aligned columns (the first left-aligned, the others right-aligned), one line per row."""
     cells = [[fmt(v) for v in r] for r in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]  # rows may be none
     lines = [title] if title else []
     lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(columns, widths))))
     for r in cells:
