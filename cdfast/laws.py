@@ -167,13 +167,18 @@ def fit_peak_lr_law(
     Tv = _broadcast(T, eta.size)
     if eta.size < 3:
         raise ValueError(f"{eta.size} runs cannot determine three constants; sweep at least 3 peak LRs")
-    A = _peak_design(eta, Tv)
+    with np.errstate(over="ignore"):
+        A = _peak_design(eta, Tv)
+    if not np.all(np.isfinite(A)):
+        i = int(np.argmax(~np.isfinite(A).all(axis=1)))
+        raise ValueError(f"peak_lr[{i}] = {float(eta[i])!r} with T = {float(Tv[i]):g}: 1 / (T * peak_lr) overflows "
+                         "float64; give the peak LRs in their usual units")
     theta = _peak_solve(A, y)
     pred = A @ theta
     boot = _case_bootstrap(A, y, int(n_boot), seed)
     return PeakLRFit(
         L_inf=float(theta[0]), q1_sq=float(theta[1]), q2_sq=float(theta[2]),
-        r2=r_squared(y, pred), max_rel_error=float(np.max(np.abs(pred - y) / np.abs(y))),
+        r2=r_squared(y, pred), max_rel_error=_max_rel_error(pred, y),
         n=int(y.size), bootstrap=boot,
     )
 

@@ -286,6 +286,8 @@ LIBRARY = [
     ("CurveFit.interval-level", lambda f: _fit().interval(LR, level=1.5), raises(ValueError, "level = 1.5")),
     ("fit_peak_lr_law-nan", lambda f: cdfast.fit_peak_lr_law([1e-3, 2e-3, np.nan], [1000] * 3, [3.0, 2.9, 2.95]),
      raises(ValueError, "nan")),
+    ("fit_peak_lr_law-subnormal", lambda f: cdfast.fit_peak_lr_law([1e-320] * 3, [1000] * 3, [3.0, 2.9, 2.95]),
+     raises(ValueError, "peak_lr[0] = 1e-320", "overflows")),
     ("fit_horizon_law-two-points", lambda f: cdfast.fit_horizon_law([100, 200], [3.0, 2.9]),
      Warns(UserWarning, ("no standard", "third horizon"), lambda r: "exactly" in r.summary())),
     ("fit_horizon_law-loss-1e300", lambda f: cdfast.fit_horizon_law([100, 200, 400], [3e300, 2.9e300, 2.86e300]),
