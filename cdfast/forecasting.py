@@ -34,14 +34,15 @@ What makes it a forecaster rather than a refit:
 
 The interval.  Its relative half-width at ``level = 0.9`` is
 
-    sqrt( (K_DROP * drop)^2 + (K_SPREAD * spread)^2 + MODEL_FLOOR^2 + noise_T^2 )
+    sqrt( (K_DROP * drop)^2 + (K_SPREAD * spread)^2 + MODEL_FLOOR^2 + noise_T^2 + (K_NOISE * noise)^2 )
 
 where ``drop`` is the relative loss drop the model still predicts between the last
 logged step and ``T`` (what is extrapolated: most of the error of a forecast is in the
 size of the cooldown's gain), ``spread`` the disagreement of the two members at ``T``,
-``MODEL_FLOOR`` what remains when nothing is extrapolated, and ``noise_T`` the noise of
+``MODEL_FLOOR`` what remains when nothing is extrapolated, ``noise_T`` the noise of
 the final loss itself for noisy losses (the mean of the last ``FINAL_FRAC`` of a run's
-logged losses).  Other levels scale it by normal quantiles.  The constants were
+logged losses), and ``noise`` the relative noise of one logged loss (what a noisy fit's
+parameters inherit).  Other levels scale it by normal quantiles.  The constants were
 calibrated on the real runs of shared/data by ``bench/validate_forecast.py``, which
 reports the coverage of the interval at every cut of every run.
 
@@ -113,6 +114,7 @@ MAX_HALF_WIDTH = 0.25
 K_DROP = 0.55
 K_SPREAD = 1.0
 MODEL_FLOOR = 0.004
+K_NOISE = 0.5
 #: For noisy losses, the final loss is the mean of the last FINAL_FRAC of the run's logged losses.
 FINAL_FRAC = 0.02
 #: Points of the predicted curve between the burn-in and T.
@@ -506,7 +508,8 @@ class Forecaster:
         z = NormalDist().inv_cdf(0.5 + self.level / 2.0) / NormalDist().inv_cdf(0.95)
         # the interval's formula at every step of the curve (its last entry is the final loss's)
         halves = z * np.sqrt((K_DROP * np.abs(curve - float(np.mean(now))) / curve) ** 2
-                             + (K_SPREAD * np.abs(curves[0] - curves[1]) / curve) ** 2 + MODEL_FLOOR ** 2 + noise_T ** 2)
+                             + (K_SPREAD * np.abs(curves[0] - curves[1]) / curve) ** 2 + MODEL_FLOOR ** 2 + noise_T ** 2
+                             + (K_NOISE * nz) ** 2)
         half = float(halves[-1])
         if half > MAX_HALF_WIDTH:
             return self._decline(f"the data cannot tell: the {100 * self.level:g}% interval would be +-{100 * half:.0f}% "
