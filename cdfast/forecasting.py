@@ -351,33 +351,21 @@ class Forecaster:
         A non-finite loss marks the run as diverged at that step: the forecast then says so
         instead of forecasting from the steps before it.
         """
-        s = np.atleast_1d(np.asarray(step))
-        y = np.atleast_1d(np.asarray(loss))
-        if s.ndim != 1 or y.ndim != 1 or s.shape != y.shape:
+        s = V.as_steps(np.atleast_1d(np.asarray(step)), "step")  # whole numbers >= 1, strictly increasing
+        y = V.as_vector(np.atleast_1d(np.asarray(loss)), "loss")
+        if s.shape != y.shape:
             raise ValueError(f"step and loss must be two scalars or two 1-D arrays of one length, "
-                             f"got shapes {s.shape} and {y.shape}")
-        if s.dtype.kind == "b" or s.dtype.kind not in "iuf":
-            raise TypeError(f"step must be whole numbers (the count of updates done), got dtype {s.dtype}")
-        if y.dtype.kind == "b" or y.dtype.kind not in "iuf":
-            raise TypeError(f"loss must be numbers, got dtype {y.dtype}")
-        if s.dtype.kind == "f":
-            bad = ~np.isfinite(s) | (s != np.round(s))
-            if bad.any():
-                j = int(np.argmax(bad))
-                raise ValueError(f"step[{j}] = {float(s[j])!r} is not a whole number; steps count updates")
-        s = s.astype(np.int64)
-        y = y.astype(np.float64)
-        prev = self.step
-        for j, (sj, yj) in enumerate(zip(s.tolist(), y.tolist())):
-            if sj < 1 or sj > self.T:
-                raise ValueError(f"step {sj} lies outside 1..T = 1..{self.T} (the length of lr); pass the whole "
-                                 "planned schedule as lr, one LR per update")
-            if sj <= prev:
-                raise ValueError(f"steps must increase: step {sj} comes after step {prev}")
-            if math.isfinite(yj) and yj <= 0:
-                raise ValueError(f"loss {yj!r} at step {sj} is not positive; the forecaster's models are fitted on "
-                                 "relative errors of positive losses")
-            prev = sj
+                             f"got {s.size} steps and {y.size} losses")
+        if s[-1] > self.T:
+            raise ValueError(f"step {s[-1]} lies beyond T = {self.T} (the length of lr); pass the whole planned "
+                             "schedule as lr, one LR per update")
+        if s[0] <= self.step:
+            raise ValueError(f"steps must increase: step {s[0]} comes after step {self.step}")
+        bad = np.isfinite(y) & (y <= 0)
+        if bad.any():
+            j = int(np.argmax(bad))
+            raise ValueError(f"loss {float(y[j])!r} at step {s[j]} is not positive; the forecaster's models are fitted on "
+                             "relative errors of positive losses")
         for sj, yj in zip(s.tolist(), y.tolist()):
             if not math.isfinite(yj):
                 if self.diverged is None:

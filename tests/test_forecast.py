@@ -151,17 +151,23 @@ def test_sample_run_forecast_from_half_covers_its_end():
     assert "49.6% of the run" in f.summary()
 
 
+def _after(lr, step):
+    fc = Forecaster(lr)
+    fc.update(step, 3.0)
+    return fc
+
+
 @pytest.mark.parametrize("call, match", [
-    (lambda lr: Forecaster(lr).update(len(lr) + 1, 3.0), r"step 20001 lies outside 1..T = 1..20000"),
-    (lambda lr: Forecaster(lr).update(0, 3.0), r"step 0 lies outside"),
-    (lambda lr: Forecaster(lr).update([5, 5], [3.0, 3.0]), r"steps must increase: step 5 comes after step 5"),
+    (lambda lr: Forecaster(lr).update(len(lr) + 1, 3.0), r"step 20001 lies beyond T = 20000 \(the length of lr\)"),
+    (lambda lr: Forecaster(lr).update(0, 3.0), r"step\[0\] = 0 is outside 1.."),
+    (lambda lr: Forecaster(lr).update([5, 5], [3.0, 3.0]), r"step must be strictly increasing"),
+    (lambda lr: _after(lr, 5).update(5, 3.0), r"steps must increase: step 5 comes after step 5"),
     (lambda lr: Forecaster(lr).update(5, -1.0), r"loss -1.0 at step 5 is not positive"),
     (lambda lr: Forecaster(lr).update([1, 2], [3.0]), r"two scalars or two 1-D arrays"),
-    (lambda lr: Forecaster(lr).update(2.5, 3.0), r"step\[0\] = 2.5 is not a whole number"),
     (lambda lr: Forecaster(lr, level=1.5), r"level = 1.5 must lie in \(0, 1\)"),
     (lambda lr: Forecaster(np.zeros(100)), r"no positive learning rate"),
     (lambda lr: Forecaster(np.array([1e-3, np.nan])), r"lr\[1\] is nan"),
-    (lambda lr: Forecaster(lr[:100]).update(150, 3.0), r"step 150 lies outside 1..T = 1..100"),
+    (lambda lr: Forecaster(lr[:100]).update(150, 3.0), r"step 150 lies beyond T = 100"),
 ])
 def test_bad_input_names_the_argument(call, match):
     lr, *_ = _synthetic()
@@ -173,8 +179,12 @@ def test_bad_types():
     lr, *_ = _synthetic()
     with pytest.raises(TypeError, match="noisy must be True, False or None"):
         Forecaster(lr, noisy="yes")
-    with pytest.raises(TypeError, match="step must be whole numbers"):
+    with pytest.raises(TypeError, match="step must hold integer iterations"):
         Forecaster(lr).update(np.array([True]), np.array([3.0]))
+    with pytest.raises(TypeError, match=r"step\[0\] = 2.5 is not a whole number"):
+        Forecaster(lr).update(2.5, 3.0)
+    with pytest.raises(TypeError, match="loss must hold real numbers"):
+        Forecaster(lr).update(5, "3.0")
     with pytest.raises(TypeError, match="lr must hold real numbers"):
         Forecaster(["a", "b"])
 
