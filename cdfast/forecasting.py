@@ -34,11 +34,12 @@ What makes it a forecaster rather than a refit:
 
 The interval.  Its relative half-width at ``level = 0.9`` is
 
-    sqrt( (K_DROP * drop)^2 + (K_SPREAD * spread)^2 + MODEL_FLOOR^2 + noise_T^2 + (K_NOISE * noise)^2 )
+    sqrt( (K_DROP * drop^DROP_POWER)^2 + (K_SPREAD * spread)^2 + MODEL_FLOOR^2 + noise_T^2
+          + (K_NOISE * noise)^2 )
 
 where ``drop`` is the relative loss drop the model still predicts between the last
 logged step and ``T`` (what is extrapolated: most of the error of a forecast is in the
-size of the cooldown's gain), ``spread`` the disagreement of the two members at ``T``,
+size of the cooldown's gain, and it grows faster than the drop: ``DROP_POWER``), ``spread`` the disagreement of the two members at ``T``,
 ``MODEL_FLOOR`` what remains when nothing is extrapolated, ``noise_T`` the noise of
 the final loss itself for noisy losses (the mean of the last ``FINAL_FRAC`` of a run's
 logged losses), and ``noise`` the relative noise of one logged loss (what a noisy fit's
@@ -63,6 +64,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _validate as V
 from .models.base import LossModel
 from .models.convex import ConvexPrep, PowerBound
+from .models._curvefit import WEIGHT_POWER
 from .models.fitting import fit_separable
 
 FloatArray = NDArray[np.float64]
@@ -111,10 +113,11 @@ POOR_FLOOR = 0.01
 #: Declined when the interval's relative half-width exceeds this: the data cannot tell.
 MAX_HALF_WIDTH = 0.25
 #: Interval constants (90% level), calibrated by bench/validate_forecast.py (module docstring).
-K_DROP = 0.55
+K_DROP = 0.6
+DROP_POWER = 1.5
 K_SPREAD = 1.0
-MODEL_FLOOR = 0.004
-K_NOISE = 0.5
+MODEL_FLOOR = 0.001
+K_NOISE = 0.6
 #: For noisy losses, the final loss is the mean of the last FINAL_FRAC of the run's logged losses.
 FINAL_FRAC = 0.02
 #: Points of the predicted curve between the burn-in and T.
@@ -456,12 +459,14 @@ class Forecaster:
                 start = None if restart or self._theta[i] is None else self._theta[i]
             else:  # between searches: the previous shape, coefficients re-solved
                 mw, start = _fixed_shape(m, self._theta[i]), None
-            kappa = uniq.size * (max(PRIOR_NOISE, nz) / (GAIN_PRIOR[1] * (1.0 + GAIN_YIELD * decay))) ** 2
+            # later points weigh more, as in the offline fit; the prior row weighs relative to their sum
+            pw = (uniq / self.T) ** WEIGHT_POWER
+            kappa = float(pw.sum()) * (max(PRIOR_NOISE, nz) / (GAIN_PRIOR[1] * (1.0 + GAIN_YIELD * decay))) ** 2
             target = GAIN_PRIOR[0] * float(np.median(yy[-POOL:]))
             try:
                 res = fit_separable(_GainPrior(mw, self._eta_max), [sub], [np.append(yy, target)],
                                     [np.ones(uniq.size + 1, bool)], start=start, exact=False,
-                                    point_weights=[np.append(np.ones(uniq.size), kappa)])
+                                    point_weights=[np.append(pw, kappa)])
             except ValueError as e:
                 return self._decline(f"the loss model cannot be fitted to these losses ({e})", noisy, noise,
                                      int(keep.sum()))
@@ -495,7 +500,7 @@ class Forecaster:
             noise_T = nz / math.sqrt(max(1.0, FINAL_FRAC * self.T / every))
         z = NormalDist().inv_cdf(0.5 + self.level / 2.0) / NormalDist().inv_cdf(0.95)
         # the interval's formula at every step of the curve (its last entry is the final loss's)
-        halves = z * np.sqrt((K_DROP * np.abs(curve - float(np.mean(now))) / curve) ** 2
+        halves = z * np.sqrt((K_DROP * (np.abs(curve - float(np.mean(now))) / curve) ** DROP_POWER) ** 2
                              + (K_SPREAD * np.abs(curves[0] - curves[1]) / curve) ** 2 + MODEL_FLOOR ** 2 + noise_T ** 2
                              + (K_NOISE * nz) ** 2)
         half = float(halves[-1])
