@@ -113,7 +113,7 @@ POOR_FLOOR = 0.01
 #: Declined when the interval's relative half-width exceeds this: the data cannot tell.
 MAX_HALF_WIDTH = 0.25
 #: Interval constants (90% level), calibrated by bench/validate_forecast.py (module docstring).
-K_DROP = 0.6
+K_DROP = 0.65
 DROP_POWER = 1.5
 K_SPREAD = 1.0
 MODEL_FLOOR = 0.001
