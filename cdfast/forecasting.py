@@ -334,6 +334,10 @@ class Forecaster:
         self._theta: list[FloatArray | None] = [None, None]
         self._restart_at = 0
         self._search_at = 0
+        #: how many multi-start and local searches have run (the rest of the updates only re-solved
+        #: the linear coefficients): O(log n) of each over n updates
+        self.n_restarts = 0
+        self.n_searches = 0
         self._cached: Forecast | None = None
 
     # -- data ---------------------------------------------------------------
@@ -445,8 +449,10 @@ class Forecaster:
         search = restart or uniq.size >= SEARCH_GROWTH * self._search_at
         if restart:
             self._restart_at = uniq.size
+            self.n_restarts += 1
         if search:
             self._search_at = uniq.size
+            self.n_searches += 1
         preds_T, curves, now, params = [], [], [], {}
         rms = []
         for i, m in enumerate(self._members):

@@ -73,6 +73,19 @@ def test_incremental_updates_agree_with_one_batch_forecast():
     assert fc.n == int(k.sum()) and fc.step == int(steps[k][-1])
 
 
+def test_searches_are_rare_and_a_new_loss_only_resolves_coefficients():
+    """Over n updates the multi-start and local searches run O(log n) times each."""
+    lr, steps, y, _ = _synthetic(every=50, noise=0.02, seed=5)
+    fc = Forecaster(lr, noisy=True)
+    for s, v in zip(steps, y):
+        fc.update(int(s), float(v))
+        fc.forecast()
+    n = steps.size
+    assert fc.n_restarts <= 1 + np.log(n) / np.log(1.5)
+    assert fc.n_searches <= 1 + np.log(n) / np.log(1.1)
+    assert fc.n_searches < n / 4
+
+
 def test_declines_with_too_few_points_after_the_transient():
     lr, steps, y, _ = _synthetic()
     k = steps <= 0.12 * len(lr)  # a few points after the 10% burn-in
