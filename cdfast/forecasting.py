@@ -92,7 +92,9 @@ GAIN_PRIOR = (0.015, 0.35)
 GAIN_YIELD = 4.0
 #: Fewest (pooled) points after the burn-in for a forecast.
 MIN_POINTS = 8
-#: Noisy losses are pooled into medians of this many consecutive logged points.
+#: Noisy losses are pooled into medians of up to this many consecutive logged points (fewer
+#: while that would leave fewer than MIN_POINTS of them: a run logged rarely is forecast as soon
+#: as one logged often).
 POOL = 5
 #: A relative noise (robust spread of successive log-differences / sqrt 2) above this marks
 #: the losses as noisy when ``noisy=None``; validation losses of the real runs sit at
@@ -385,16 +387,25 @@ class Forecaster:
 
     # -- fitting ------------------------------------------------------------
 
-    def _prepare_steps(self, steps: IntArray) -> None:
-        """Extend the members' preparations to ``steps`` (already-prepared steps are kept)."""
-        new = steps[steps > (self._prepared[-1] if self._prepared.size else 0)]
-        if new.size == 0:
-            return
-        top = int(new[-1])
-        for i, m in enumerate(self._members):
-            p = m.prepare(self._lr[:top], new)
-            self._prep[i] = p if self._prep[i] is None else _concat(self._prep[i], p)
-        self._prepared = np.concatenate([self._prepared, new])
+    def _prepare_steps(self, steps: IntArray) -> IntArray:
+        """Extend the members' preparations to ``steps`` (prepared steps are kept; the columns stay
+        sorted by step) and return the columns of ``steps``."""
+        missing = np.setdiff1d(steps, self._prepared, assume_unique=True)
+        if missing.size:
+            top = int(missing[-1])
+            for i, m in enumerate(self._members):
+                p = m.prepare(self._lr[:top], missing)
+                self._prep[i] = p if self._prep[i] is None else _concat(self._prep[i], p)
+            self._prepared = np.concatenate([self._prepared, missing])
+            if np.any(np.diff(self._prepared) < 0):  # a step inside the prepared range: re-sort
+                order = np.argsort(self._prepared, kind="stable")
+                self._prepared = self._prepared[order]
+                self._prep = [ConvexPrep(p.lr, p.steps[order], p.grad_sq, p.p_nodes, p.log_a[:, order],
+                                         p.log_b[:, order]) for p in self._prep]
+        idx = np.searchsorted(self._prepared, steps)
+        if not np.array_equal(self._prepared[idx], steps):  # pragma: no cover - an internal invariant
+            raise RuntimeError("cdfast forecaster: prepared steps out of step with the data; please report this")
+        return idx
 
     def _grid(self) -> tuple[IntArray, list[ConvexPrep]]:
         steps = np.unique(np.linspace(self._burn + 1, self.T, GRID).round().astype(np.int64))
@@ -431,15 +442,11 @@ class Forecaster:
                                  "are logged", n=int(steps.size))
         noise = _noise(y)
         noisy = noise > NOISY_ABOVE if self.noisy_option is None else self.noisy_option
-        if noisy:
-            steps, y = _pool(steps, y, POOL)
-            if steps.size < MIN_POINTS:
-                return self._decline(f"too few losses after the early transient for noisy losses: {steps.size} pooled "
-                                     f"points (medians of {POOL}), {MIN_POINTS} needed", True, noise, int(keep.sum()))
+        if noisy:  # medians of up to POOL points, as many as leave MIN_POINTS of them
+            steps, y = _pool(steps, y, min(POOL, steps.size // MIN_POINTS))
         eff = self._moved[steps - 1]  # zero-LR steps take the loss after the last positive LR
         uniq, inv = np.unique(eff, return_inverse=True)
-        self._prepare_steps(uniq)
-        idx = np.searchsorted(self._prepared, uniq)
+        idx = self._prepare_steps(uniq)
         grid, gpreps = self._grid()
         nz = noise if math.isfinite(noise) else 0.0
         factor = max(1.0, nz / PRIOR_NOISE)

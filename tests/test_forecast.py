@@ -205,3 +205,30 @@ def test_bad_types():
 def test_burn_in_matches_the_offline_fit():
     from cdfast.fit import BURN_FRAC as FIT_BURN
     assert BURN_FRAC == FIT_BURN
+
+
+def test_a_rarely_logged_noisy_run_is_forecast_as_soon_as_eight_losses_are_in():
+    """Noisy losses are pooled only as far as that leaves eight points (a Trainer logging every
+    500 of 25 000 steps must not wait for 40 losses after the burn-in)."""
+    lr, steps, y, clean = _synthetic(T=25000, every=500, noise=0.02, seed=6)
+    fc = Forecaster(lr, noisy=True)
+    got = None
+    for s, v in zip(steps, y):
+        fc.update(int(s), float(v))
+        f = fc.forecast()
+        if f.ok and got is None:
+            got = f
+    assert got is not None and got.n_points == 8
+    assert got.step == 2500 + 8 * 500
+
+
+def test_pooling_changes_keep_prepared_steps_aligned():
+    """As the pool size grows with the data, earlier pooled steps move: they are prepared anew."""
+    lr, steps, y, clean = _synthetic(every=50, noise=0.02, seed=7)
+    fc = Forecaster(lr, noisy=True)
+    for s, v in zip(steps, y):
+        fc.update(int(s), float(v))
+        f = fc.forecast()
+    batch = cdfast.forecast(lr, steps, y, noisy=True)
+    assert f.ok and batch.ok and abs(f.loss / batch.loss - 1) < 3e-3
+    assert np.all(np.diff(fc._prepared) > 0)
