@@ -225,7 +225,7 @@ def as_steps(x: Any, name: str, T: int | None = None) -> NDArray[np.int64]:
         bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (np.abs(arr.astype(np.float64)) > 2.0**62)
         if bad.any():
             i = int(np.argmax(bad))
-            raise TypeError(f"{name}[{i}] = {arr[i]!r} is not a whole number; iterations are integers 1..T")
+            raise TypeError(f"{name}[{i}] = {float(arr[i])!r} is not a whole number; iterations are integers 1..T")
     elif arr.dtype.kind not in "iu" or arr.dtype.kind == "b":
         raise TypeError(f"{name} must hold integer iterations, got dtype {arr.dtype}")
     arr = np.ascontiguousarray(arr, dtype=np.int64)

@@ -34,14 +34,16 @@ What makes it a forecaster rather than a refit:
 
 The interval.  Its relative half-width at ``level = 0.9`` is
 
-    sqrt( (K_DROP * drop)^2 + (K_SPREAD * spread)^2 + MODEL_FLOOR^2 + noise_T^2 )
+    sqrt( (K_DROP * drop^DROP_POWER)^2 + (K_SPREAD * spread)^2 + MODEL_FLOOR^2 + noise_T^2
+          + (K_NOISE * noise)^2 )
 
 where ``drop`` is the relative loss drop the model still predicts between the last
 logged step and ``T`` (what is extrapolated: most of the error of a forecast is in the
-size of the cooldown's gain), ``spread`` the disagreement of the two members at ``T``,
-``MODEL_FLOOR`` what remains when nothing is extrapolated, and ``noise_T`` the noise of
+size of the cooldown's gain, and it grows faster than the drop: ``DROP_POWER``), ``spread`` the disagreement of the two members at ``T``,
+``MODEL_FLOOR`` what remains when nothing is extrapolated, ``noise_T`` the noise of
 the final loss itself for noisy losses (the mean of the last ``FINAL_FRAC`` of a run's
-logged losses).  Other levels scale it by normal quantiles.  The constants were
+logged losses), and ``noise`` the relative noise of one logged loss (what a noisy fit's
+parameters inherit).  Other levels scale it by normal quantiles.  The constants were
 calibrated on the real runs of shared/data by ``bench/validate_forecast.py``, which
 reports the coverage of the interval at every cut of every run.
 
@@ -62,6 +64,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _validate as V
 from .models.base import LossModel
 from .models.convex import ConvexPrep, PowerBound
+from .models._curvefit import WEIGHT_POWER
 from .models.fitting import fit_separable
 
 FloatArray = NDArray[np.float64]
@@ -89,7 +92,9 @@ GAIN_PRIOR = (0.015, 0.35)
 GAIN_YIELD = 4.0
 #: Fewest (pooled) points after the burn-in for a forecast.
 MIN_POINTS = 8
-#: Noisy losses are pooled into medians of this many consecutive logged points.
+#: Noisy losses are pooled into medians of up to this many consecutive logged points (fewer
+#: while that would leave fewer than MIN_POINTS of them: a run logged rarely is forecast as soon
+#: as one logged often).
 POOL = 5
 #: A relative noise (robust spread of successive log-differences / sqrt 2) above this marks
 #: the losses as noisy when ``noisy=None``; validation losses of the real runs sit at
@@ -110,9 +115,11 @@ POOR_FLOOR = 0.01
 #: Declined when the interval's relative half-width exceeds this: the data cannot tell.
 MAX_HALF_WIDTH = 0.25
 #: Interval constants (90% level), calibrated by bench/validate_forecast.py (module docstring).
-K_DROP = 0.55
+K_DROP = 0.65
+DROP_POWER = 1.5
 K_SPREAD = 1.0
-MODEL_FLOOR = 0.004
+MODEL_FLOOR = 0.001
+K_NOISE = 0.6
 #: For noisy losses, the final loss is the mean of the last FINAL_FRAC of the run's logged losses.
 FINAL_FRAC = 0.02
 #: Points of the predicted curve between the burn-in and T.
@@ -329,6 +336,10 @@ class Forecaster:
         self._theta: list[FloatArray | None] = [None, None]
         self._restart_at = 0
         self._search_at = 0
+        #: how many multi-start and local searches have run (the rest of the updates only re-solved
+        #: the linear coefficients): O(log n) of each over n updates
+        self.n_restarts = 0
+        self.n_searches = 0
         self._cached: Forecast | None = None
 
     # -- data ---------------------------------------------------------------
@@ -349,33 +360,21 @@ class Forecaster:
         A non-finite loss marks the run as diverged at that step: the forecast then says so
         instead of forecasting from the steps before it.
         """
-        s = np.atleast_1d(np.asarray(step))
-        y = np.atleast_1d(np.asarray(loss))
-        if s.ndim != 1 or y.ndim != 1 or s.shape != y.shape:
+        s = V.as_steps(np.atleast_1d(np.asarray(step)), "step")  # whole numbers >= 1, strictly increasing
+        y = V.as_vector(np.atleast_1d(np.asarray(loss)), "loss")
+        if s.shape != y.shape:
             raise ValueError(f"step and loss must be two scalars or two 1-D arrays of one length, "
-                             f"got shapes {s.shape} and {y.shape}")
-        if s.dtype.kind == "b" or s.dtype.kind not in "iuf":
-            raise TypeError(f"step must be whole numbers (the count of updates done), got dtype {s.dtype}")
-        if y.dtype.kind == "b" or y.dtype.kind not in "iuf":
-            raise TypeError(f"loss must be numbers, got dtype {y.dtype}")
-        if s.dtype.kind == "f":
-            bad = ~np.isfinite(s) | (s != np.round(s))
-            if bad.any():
-                j = int(np.argmax(bad))
-                raise ValueError(f"step[{j}] = {float(s[j])!r} is not a whole number; steps count updates")
-        s = s.astype(np.int64)
-        y = y.astype(np.float64)
-        prev = self.step
-        for j, (sj, yj) in enumerate(zip(s.tolist(), y.tolist())):
-            if sj < 1 or sj > self.T:
-                raise ValueError(f"step {sj} lies outside 1..T = 1..{self.T} (the length of lr); pass the whole "
-                                 "planned schedule as lr, one LR per update")
-            if sj <= prev:
-                raise ValueError(f"steps must increase: step {sj} comes after step {prev}")
-            if math.isfinite(yj) and yj <= 0:
-                raise ValueError(f"loss {yj!r} at step {sj} is not positive; the forecaster's models are fitted on "
-                                 "relative errors of positive losses")
-            prev = sj
+                             f"got {s.size} steps and {y.size} losses")
+        if s[-1] > self.T:
+            raise ValueError(f"step {s[-1]} lies beyond T = {self.T} (the length of lr); pass the whole planned "
+                             "schedule as lr, one LR per update")
+        if s[0] <= self.step:
+            raise ValueError(f"steps must increase: step {s[0]} comes after step {self.step}")
+        bad = np.isfinite(y) & (y <= 0)
+        if bad.any():
+            j = int(np.argmax(bad))
+            raise ValueError(f"loss {float(y[j])!r} at step {s[j]} is not positive; the forecaster's models are fitted on "
+                             "relative errors of positive losses")
         for sj, yj in zip(s.tolist(), y.tolist()):
             if not math.isfinite(yj):
                 if self.diverged is None:
@@ -388,16 +387,25 @@ class Forecaster:
 
     # -- fitting ------------------------------------------------------------
 
-    def _prepare_steps(self, steps: IntArray) -> None:
-        """Extend the members' preparations to ``steps`` (already-prepared steps are kept)."""
-        new = steps[steps > (self._prepared[-1] if self._prepared.size else 0)]
-        if new.size == 0:
-            return
-        top = int(new[-1])
-        for i, m in enumerate(self._members):
-            p = m.prepare(self._lr[:top], new)
-            self._prep[i] = p if self._prep[i] is None else _concat(self._prep[i], p)
-        self._prepared = np.concatenate([self._prepared, new])
+    def _prepare_steps(self, steps: IntArray) -> IntArray:
+        """Extend the members' preparations to ``steps`` (prepared steps are kept; the columns stay
+        sorted by step) and return the columns of ``steps``."""
+        missing = np.setdiff1d(steps, self._prepared, assume_unique=True)
+        if missing.size:
+            top = int(missing[-1])
+            for i, m in enumerate(self._members):
+                p = m.prepare(self._lr[:top], missing)
+                self._prep[i] = p if self._prep[i] is None else _concat(self._prep[i], p)
+            self._prepared = np.concatenate([self._prepared, missing])
+            if np.any(np.diff(self._prepared) < 0):  # a step inside the prepared range: re-sort
+                order = np.argsort(self._prepared, kind="stable")
+                self._prepared = self._prepared[order]
+                self._prep = [ConvexPrep(p.lr, p.steps[order], p.grad_sq, p.p_nodes, p.log_a[:, order],
+                                         p.log_b[:, order]) for p in self._prep]
+        idx = np.searchsorted(self._prepared, steps)
+        if not np.array_equal(self._prepared[idx], steps):  # pragma: no cover - an internal invariant
+            raise RuntimeError("cdfast forecaster: prepared steps out of step with the data; please report this")
+        return idx
 
     def _grid(self) -> tuple[IntArray, list[ConvexPrep]]:
         steps = np.unique(np.linspace(self._burn + 1, self.T, GRID).round().astype(np.int64))
@@ -434,15 +442,11 @@ class Forecaster:
                                  "are logged", n=int(steps.size))
         noise = _noise(y)
         noisy = noise > NOISY_ABOVE if self.noisy_option is None else self.noisy_option
-        if noisy:
-            steps, y = _pool(steps, y, POOL)
-            if steps.size < MIN_POINTS:
-                return self._decline(f"too few losses after the early transient for noisy losses: {steps.size} pooled "
-                                     f"points (medians of {POOL}), {MIN_POINTS} needed", True, noise, int(keep.sum()))
+        if noisy:  # medians of up to POOL points, as many as leave MIN_POINTS of them
+            steps, y = _pool(steps, y, min(POOL, steps.size // MIN_POINTS))
         eff = self._moved[steps - 1]  # zero-LR steps take the loss after the last positive LR
         uniq, inv = np.unique(eff, return_inverse=True)
-        self._prepare_steps(uniq)
-        idx = np.searchsorted(self._prepared, uniq)
+        idx = self._prepare_steps(uniq)
         grid, gpreps = self._grid()
         nz = noise if math.isfinite(noise) else 0.0
         factor = max(1.0, nz / PRIOR_NOISE)
@@ -452,8 +456,10 @@ class Forecaster:
         search = restart or uniq.size >= SEARCH_GROWTH * self._search_at
         if restart:
             self._restart_at = uniq.size
+            self.n_restarts += 1
         if search:
             self._search_at = uniq.size
+            self.n_searches += 1
         preds_T, curves, now, params = [], [], [], {}
         rms = []
         for i, m in enumerate(self._members):
@@ -466,12 +472,14 @@ class Forecaster:
                 start = None if restart or self._theta[i] is None else self._theta[i]
             else:  # between searches: the previous shape, coefficients re-solved
                 mw, start = _fixed_shape(m, self._theta[i]), None
-            kappa = uniq.size * (max(PRIOR_NOISE, nz) / (GAIN_PRIOR[1] * (1.0 + GAIN_YIELD * decay))) ** 2
+            # later points weigh more, as in the offline fit; the prior row weighs relative to their sum
+            pw = (uniq / self.T) ** WEIGHT_POWER
+            kappa = float(pw.sum()) * (max(PRIOR_NOISE, nz) / (GAIN_PRIOR[1] * (1.0 + GAIN_YIELD * decay))) ** 2
             target = GAIN_PRIOR[0] * float(np.median(yy[-POOL:]))
             try:
                 res = fit_separable(_GainPrior(mw, self._eta_max), [sub], [np.append(yy, target)],
                                     [np.ones(uniq.size + 1, bool)], start=start, exact=False,
-                                    point_weights=[np.append(np.ones(uniq.size), kappa)])
+                                    point_weights=[np.append(pw, kappa)])
             except ValueError as e:
                 return self._decline(f"the loss model cannot be fitted to these losses ({e})", noisy, noise,
                                      int(keep.sum()))
@@ -505,8 +513,9 @@ class Forecaster:
             noise_T = nz / math.sqrt(max(1.0, FINAL_FRAC * self.T / every))
         z = NormalDist().inv_cdf(0.5 + self.level / 2.0) / NormalDist().inv_cdf(0.95)
         # the interval's formula at every step of the curve (its last entry is the final loss's)
-        halves = z * np.sqrt((K_DROP * np.abs(curve - float(np.mean(now))) / curve) ** 2
-                             + (K_SPREAD * np.abs(curves[0] - curves[1]) / curve) ** 2 + MODEL_FLOOR ** 2 + noise_T ** 2)
+        halves = z * np.sqrt((K_DROP * (np.abs(curve - float(np.mean(now))) / curve) ** DROP_POWER) ** 2
+                             + (K_SPREAD * np.abs(curves[0] - curves[1]) / curve) ** 2 + MODEL_FLOOR ** 2 + noise_T ** 2
+                             + (K_NOISE * nz) ** 2)
         half = float(halves[-1])
         if half > MAX_HALF_WIDTH:
             return self._decline(f"the data cannot tell: the {100 * self.level:g}% interval would be +-{100 * half:.0f}% "

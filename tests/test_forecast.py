@@ -73,6 +73,19 @@ def test_incremental_updates_agree_with_one_batch_forecast():
     assert fc.n == int(k.sum()) and fc.step == int(steps[k][-1])
 
 
+def test_searches_are_rare_and_a_new_loss_only_resolves_coefficients():
+    """Over n updates the multi-start and local searches run O(log n) times each."""
+    lr, steps, y, _ = _synthetic(every=50, noise=0.02, seed=5)
+    fc = Forecaster(lr, noisy=True)
+    for s, v in zip(steps, y):
+        fc.update(int(s), float(v))
+        fc.forecast()
+    n = steps.size
+    assert fc.n_restarts <= 1 + np.log(n) / np.log(1.5)
+    assert fc.n_searches <= 1 + np.log(n) / np.log(1.1)
+    assert fc.n_searches < n / 4
+
+
 def test_declines_with_too_few_points_after_the_transient():
     lr, steps, y, _ = _synthetic()
     k = steps <= 0.12 * len(lr)  # a few points after the 10% burn-in
@@ -151,17 +164,23 @@ def test_sample_run_forecast_from_half_covers_its_end():
     assert "49.6% of the run" in f.summary()
 
 
+def _after(lr, step):
+    fc = Forecaster(lr)
+    fc.update(step, 3.0)
+    return fc
+
+
 @pytest.mark.parametrize("call, match", [
-    (lambda lr: Forecaster(lr).update(len(lr) + 1, 3.0), r"step 20001 lies outside 1..T = 1..20000"),
-    (lambda lr: Forecaster(lr).update(0, 3.0), r"step 0 lies outside"),
-    (lambda lr: Forecaster(lr).update([5, 5], [3.0, 3.0]), r"steps must increase: step 5 comes after step 5"),
+    (lambda lr: Forecaster(lr).update(len(lr) + 1, 3.0), r"step 20001 lies beyond T = 20000 \(the length of lr\)"),
+    (lambda lr: Forecaster(lr).update(0, 3.0), r"step\[0\] = 0 is outside 1.."),
+    (lambda lr: Forecaster(lr).update([5, 5], [3.0, 3.0]), r"step must be strictly increasing"),
+    (lambda lr: _after(lr, 5).update(5, 3.0), r"steps must increase: step 5 comes after step 5"),
     (lambda lr: Forecaster(lr).update(5, -1.0), r"loss -1.0 at step 5 is not positive"),
     (lambda lr: Forecaster(lr).update([1, 2], [3.0]), r"two scalars or two 1-D arrays"),
-    (lambda lr: Forecaster(lr).update(2.5, 3.0), r"step\[0\] = 2.5 is not a whole number"),
     (lambda lr: Forecaster(lr, level=1.5), r"level = 1.5 must lie in \(0, 1\)"),
     (lambda lr: Forecaster(np.zeros(100)), r"no positive learning rate"),
     (lambda lr: Forecaster(np.array([1e-3, np.nan])), r"lr\[1\] is nan"),
-    (lambda lr: Forecaster(lr[:100]).update(150, 3.0), r"step 150 lies outside 1..T = 1..100"),
+    (lambda lr: Forecaster(lr[:100]).update(150, 3.0), r"step 150 lies beyond T = 100"),
 ])
 def test_bad_input_names_the_argument(call, match):
     lr, *_ = _synthetic()
@@ -173,8 +192,12 @@ def test_bad_types():
     lr, *_ = _synthetic()
     with pytest.raises(TypeError, match="noisy must be True, False or None"):
         Forecaster(lr, noisy="yes")
-    with pytest.raises(TypeError, match="step must be whole numbers"):
+    with pytest.raises(TypeError, match="step must hold integer iterations"):
         Forecaster(lr).update(np.array([True]), np.array([3.0]))
+    with pytest.raises(TypeError, match=r"step\[0\] = 2.5 is not a whole number"):
+        Forecaster(lr).update(2.5, 3.0)
+    with pytest.raises(TypeError, match="loss must hold real numbers"):
+        Forecaster(lr).update(5, "3.0")
     with pytest.raises(TypeError, match="lr must hold real numbers"):
         Forecaster(["a", "b"])
 
@@ -182,3 +205,30 @@ def test_bad_types():
 def test_burn_in_matches_the_offline_fit():
     from cdfast.fit import BURN_FRAC as FIT_BURN
     assert BURN_FRAC == FIT_BURN
+
+
+def test_a_rarely_logged_noisy_run_is_forecast_as_soon_as_eight_losses_are_in():
+    """Noisy losses are pooled only as far as that leaves eight points (a Trainer logging every
+    500 of 25 000 steps must not wait for 40 losses after the burn-in)."""
+    lr, steps, y, clean = _synthetic(T=25000, every=500, noise=0.02, seed=6)
+    fc = Forecaster(lr, noisy=True)
+    got = None
+    for s, v in zip(steps, y):
+        fc.update(int(s), float(v))
+        f = fc.forecast()
+        if f.ok and got is None:
+            got = f
+    assert got is not None and got.n_points == 8
+    assert got.step == 2500 + 8 * 500
+
+
+def test_pooling_changes_keep_prepared_steps_aligned():
+    """As the pool size grows with the data, earlier pooled steps move: they are prepared anew."""
+    lr, steps, y, clean = _synthetic(every=50, noise=0.02, seed=7)
+    fc = Forecaster(lr, noisy=True)
+    for s, v in zip(steps, y):
+        fc.update(int(s), float(v))
+        f = fc.forecast()
+    batch = cdfast.forecast(lr, steps, y, noisy=True)
+    assert f.ok and batch.ok and abs(f.loss / batch.loss - 1) < 3e-3
+    assert np.all(np.diff(fc._prepared) > 0)

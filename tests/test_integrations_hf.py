@@ -81,10 +81,16 @@ def _arithmetic(n, seed=0):
     return Arithmetic()
 
 
+def _has_tensorboard():
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, one_thread):
     out = tmp_path_factory.mktemp("hf_run")
-    report = ["tensorboard"]
+    report = ["tensorboard"] if _has_tensorboard() else "none"
     args = TrainingArguments(output_dir=str(out), max_steps=T_RUN, per_device_train_batch_size=8, learning_rate=3e-3,
                              lr_scheduler_type="cosine", warmup_steps=10, logging_steps=1, report_to=report,
                              use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0, dataloader_num_workers=0)
@@ -100,7 +106,8 @@ def run(tmp_path_factory, one_thread):
 def test_it_runs_first_so_the_integrations_see_its_keys(run):
     names = run["order"]
     assert names[0] == "ForecastCallback"
-    assert names.index("TensorBoardCallback") > 0 and names.index("Recorder") > 0
+    assert names.index("Recorder") > 0 and names.index("DefaultFlowCallback") > 0
+    assert "TensorBoardCallback" in names or not _has_tensorboard()
     assert run["fc"].first
 
 
@@ -123,6 +130,7 @@ def test_finite_forecasts_reach_a_later_callback(run):
 
 @needs_hf
 def test_the_integration_from_report_to_records_them(run):
+    pytest.importorskip("tensorboard", reason='tensorboard not installed (pip install "cdfast[io]")')
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     files = sorted(run["out"].rglob("events.out.tfevents.*"))

@@ -5,7 +5,7 @@ functions in cdfast.bounds and cdfast.curve never know which one they talk to.
 Selection: the ``backend=`` argument, else the ``CDFAST_BACKEND`` environment variable
 (``auto``, ``numba`` or ``c``), else ``auto``, which means Numba (the default) and
 falls back to C if Numba cannot be imported, or while Numba's kernels are not yet in
-its cache (cdfast._warmup: no compile wait on first use).
+its cache (cdfast._kernels._warmup: no compile wait on first use).
 """
 
 from __future__ import annotations
