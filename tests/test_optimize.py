@@ -122,13 +122,17 @@ class BoundModel:
         return cdfast.bound_gradient(lr, self.D, self.G, self.L)
 
 
+# every LR a variable (TNC): the same optimum to the last digits; the multilevel method (the default with a
+# model) optimises a knot family, which at T = 800 reaches a knot per step, to its stopping tolerance
+@pytest.mark.parametrize("method, rel", [("TNC", 1e-11), (None, 1e-9)], ids=["TNC", "multilevel"])
 @pytest.mark.parametrize("kwargs", [{}, {"warmup": 30}, {"peak_lr": 0.05}], ids=["free", "warmup", "fixed peak"])
-def test_a_model_is_optimised_through_its_protocol(kwargs):
+def test_a_model_is_optimised_through_its_protocol(kwargs, method, rel):
     model = BoundModel(2.0, 0.5, 3.0)
-    res = cdfast.optimal_schedule(800, model=model, **kwargs)
+    res = cdfast.optimal_schedule(800, model=model, method=method, **kwargs)
     ref = cdfast.optimal_schedule(800, D=2.0, G=0.5, L_star=3.0, **kwargs)
     assert model.calls > 0 and res.objective == "model"
-    assert res.value == pytest.approx(ref.value, rel=1e-11)
+    assert res.value == pytest.approx(ref.value, rel=rel)
+    assert res.value >= ref.value * (1 - 1e-13)  # never below the exact optimum: a check of the gradient
     assert res.peak_lr == pytest.approx(ref.peak_lr, rel=1e-3)
 
 
