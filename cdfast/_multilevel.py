@@ -135,6 +135,7 @@ class SmoothProblem:
         steps = np.arange(self.m + 1)  # the anchor (k = 0) too: the smoothness projection starts there
         i = np.minimum(np.searchsorted(k, steps, side="right") - 1, k.shape[0] - 2)
         self.i, self.lam = i, (steps - k[i]) / (k[i + 1] - k[i])
+        self.i1, self.oml = i + 1, 1.0 - self.lam
         # one-step changes of exp(-R) at most ``step`` (a fraction of peak - floor, so at most max_step * peak)
         self.step = None if max_step is None or max_step >= 1.0 else float(max_step)
         self.ramp = np.arange(self.W, dtype=np.float64) / self.W if self.W else None
@@ -151,7 +152,10 @@ class SmoothProblem:
 
     def R_of(self, r: FloatArray) -> FloatArray:
         Rk = np.concatenate([[0.0], np.cumsum(r)])
-        return Rk[self.i] * (1.0 - self.lam) + Rk[self.i + 1] * self.lam
+        R = Rk[self.i]
+        R *= self.oml
+        R += Rk[self.i1] * self.lam
+        return R
 
     def project(self, e: FloatArray) -> tuple[FloatArray, NDArray[np.int64] | None]:
         """The smallest sequence above ``e`` that falls at most ``step`` per step, and where each value comes from.
@@ -159,8 +163,8 @@ class SmoothProblem:
         ``P[t] = max_{u <= t} (e[u] - step (t - u))`` (a running maximum): non-increasing when
         ``e`` is, never below it, and exactly ``e`` wherever ``e`` falls slowly enough.
         """
-        if self.step is None:
-            return e, None
+        if self.step is None or e.shape[0] < 2 or float(np.min(np.diff(e))) >= -self.step:
+            return e, None  # nothing falls too fast: the identity
         t = np.arange(e.shape[0], dtype=np.float64)
         z = e + self.step * t
         run = np.maximum.accumulate(z)
@@ -194,9 +198,12 @@ class SmoothProblem:
         gP[self.k0:] = np.asarray(g, dtype=np.float64)[self.a + self.k0:]
         gpeak = float(np.dot(gP, P))
         ge = gP if src is None else np.bincount(src, gP, self.m + 1)
-        gR = np.where(R < R_MAX, -ge * (peak - self.floor) * e, 0.0)
+        gR = ge * e
+        gR *= self.floor - peak
+        gR[R >= R_MAX] = 0.0
         n = self.k.shape[0]
-        gk = np.bincount(self.i, gR * (1.0 - self.lam), n) + np.bincount(self.i + 1, gR * self.lam, n)
+        gk = np.bincount(self.i, gR * self.oml, n)
+        gk += np.bincount(self.i1, gR * self.lam, n)
         gr = np.cumsum(gk[::-1])[::-1][1:]
         if self.free:
             if self.W:
@@ -227,12 +234,23 @@ class SmoothProblem:
     def R_knots(self, x: FloatArray) -> FloatArray:
         return np.concatenate([[0.0], np.cumsum(self.split(x)[1])])
 
-    def x_from(self, frac: FloatArray, R: FloatArray, peak: float) -> FloatArray:
-        """Variables from another level's solution: ``R`` at knot fractions ``frac`` of the decay."""
+    def x_from(self, frac: FloatArray, R: FloatArray, peak: float,
+               before: tuple[int, FloatArray, FloatArray, float] | None = None, horizon: int = 0) -> FloatArray:
+        """Variables from another level's solution: ``R`` at knot fractions ``frac`` of the decay.
+
+        With ``before = (T0, frac0, R0, peak0)``, the solution at a shorter horizon T0 than
+        this one's (``horizon``), ``R`` and the log peak are extrapolated linearly in log T.
+        """
         Rn = np.interp(self.k / self.m, frac, R)
+        u = math.log(peak)
+        if before is not None:
+            T0, frac0, R0, peak0 = before
+            w = math.log(self.T / horizon) / math.log(horizon / T0)
+            Rn = Rn + w * (Rn - np.interp(self.k / self.m, frac0, R0))
+            u = u + w * (u - math.log(peak0))
         r = np.maximum(np.diff(Rn), 0.0)
         if self.free:
-            return np.concatenate([[min(max(math.log(peak), self.ulo), self.uhi)], r])
+            return np.concatenate([[min(max(u, self.ulo), self.uhi)], r])
         return r
 
 
@@ -250,7 +268,7 @@ def solve(T: int, objective_at: Callable[[int], Objective], *, prefix: FloatArra
     if coarsen and prefix is None and T > LONG_T:
         Tc = COARSE_T
         plan += [(Tc, K) for K in KNOT_LEVELS]
-        while Tc * 4 < T:
+        while Tc * 8 <= T:  # horizons 4x apart, the last at least T/8
             Tc *= 4
             plan.append((Tc, KNOT_LEVELS[-1]))
         plan.append((T, KNOT_LEVELS[-1]))
@@ -262,7 +280,8 @@ def solve(T: int, objective_at: Callable[[int], Objective], *, prefix: FloatArra
             plan.append((T, K))
             K *= 2
     records: list[dict] = []
-    prev = None  # (fractions, R, peak) of the last level
+    prev = None  # (fractions, R, peak, horizon, knots) of the last level
+    before = None  # (horizon, fractions, R, peak) of the last level at the horizon before prev's
     best_f, lr = math.inf, None
     for level, (Th, K) in enumerate(plan):
         Wh = warmup if Th == T else (max(1, round(warmup * Th / T)) if warmup else 0)
@@ -278,14 +297,16 @@ def solve(T: int, objective_at: Callable[[int], Objective], *, prefix: FloatArra
                              peak_range=peak_range, max_step=step, k=k)
         if prev is None:
             x0 = prob.x_from_lr(start(Th, Wh))
-        else:
+        elif Th == prev[3]:
             x0 = prob.x_from(prev[0], prev[1], prev[2])
+        else:  # a longer horizon: extrapolate the last two horizons' solutions in log T
+            x0 = prob.x_from(prev[0], prev[1], prev[2], before, prev[3])
         f0 = prob.fun(x0)[0]
         prob.scale = abs(f0) if math.isfinite(f0) and f0 != 0.0 else 1.0
         t0 = time.perf_counter()
         full = Th == T
         # an evaluation at a long horizon costs O(T): the levels there only polish
-        budget = maxiter if Th <= LONG_T else min(maxiter, LONG_EVALS)
+        budget = maxiter if Th <= COARSE_T or Th == T <= LONG_T else min(maxiter, LONG_EVALS)
         with one_blas_thread():
             res = sopt.minimize(prob.fun, x0, jac=True, method="L-BFGS-B", bounds=prob.bounds(),
                                 options=dict(maxiter=budget, maxfun=budget + budget // 4,
@@ -304,6 +325,8 @@ def solve(T: int, objective_at: Callable[[int], Objective], *, prefix: FloatArra
                             seconds=time.perf_counter() - t0, horizon=Th))
         if progress is not None:
             progress.advance()
+        if prev is not None and prev[3] != Th:
+            before = (prev[3], prev[0], prev[1], prev[2])
         prev = (k / m, prob.R_knots(x), prob.split(x)[0], Th, k.shape[0])
         if full:
             gain = (best_f - f) / abs(f) if math.isfinite(best_f) else math.inf
