@@ -12,9 +12,10 @@ with ``R(0) = 0`` and ``R`` piecewise linear between knots ``0 = k_0 < k_1 < ...
 (dense near both ends, geometric in between), ``R(k_j) = r_1 + ... + r_j``:
 
 * non-increasing after the anchor ``a`` and above the floor: ``r_j >= 0``;
-* smooth: a one-step change is at most ``max_step * peak`` when
-  ``r_j <= gap_j * (-log(1 - max_step))`` (within a segment the LR falls by a factor of at
-  most ``1 - max_step`` per step, and it never exceeds the peak);
+* smooth: ``exp(-R)`` is replaced by the smallest sequence above it that falls at most
+  ``max_step`` per step (a running maximum, :meth:`SmoothProblem.project`), so a one-step
+  change is at most ``max_step * (peak - floor)``: an absolute limit, which lets the last
+  LRs fall to a small fraction of the peak (a per-step factor would not);
 * the peak in a trust region: ``log peak`` is a variable between ``log lo`` and ``log hi``
   (or fixed).
 
@@ -292,6 +293,7 @@ def solve(T: int, objective_at: Callable[[int], Objective], *, prefix: FloatArra
         k = knots(m, K)
         if prev is not None and Th == prev[3] and k.shape[0] == prev[4]:
             continue  # the knots did not grow (short horizon): nothing new to solve
+        full = Th == T
         step = None if max_step is None else min(1.0, max_step * T / Th)
         prob = SmoothProblem(Th, objective_at(Th), prefix=prefix, warmup=Wh, floor=floor, peak=peak,
                              peak_range=peak_range, max_step=step, k=k)
@@ -304,13 +306,12 @@ def solve(T: int, objective_at: Callable[[int], Objective], *, prefix: FloatArra
         f0 = prob.fun(x0)[0]
         prob.scale = abs(f0) if math.isfinite(f0) and f0 != 0.0 else 1.0
         t0 = time.perf_counter()
-        full = Th == T
         # an evaluation at a long horizon costs O(T): the levels there only polish
         budget = maxiter if Th <= COARSE_T or Th == T <= LONG_T else min(maxiter, LONG_EVALS)
         with one_blas_thread():
             res = sopt.minimize(prob.fun, x0, jac=True, method="L-BFGS-B", bounds=prob.bounds(),
                                 options=dict(maxiter=budget, maxfun=budget + budget // 4,
-                                             ftol=tol if K >= KNOT_LEVELS[-1] else max(tol, COARSE_FTOL),
+                                             ftol=tol if full and K >= KNOT_LEVELS[-1] else max(tol, COARSE_FTOL),
                                              gtol=1e-12,
                                              maxcor=20))
         x = res.x

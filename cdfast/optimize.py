@@ -456,6 +456,8 @@ def _decay_shape(name: str, n: int) -> FloatArray:
         return S.linear(n)
     if name == "cosine":
         return S.cosine(n)
+    if name == "constant":
+        return np.ones(n)
     return S.wsd(n, decay_frac=_WSD_DECAY)
 
 
@@ -861,7 +863,8 @@ def _multilevel(prob: _Problem, prefix, max_step, peak_range, maxiter, tol, cons
         return lr_of(math.exp(u)), f
 
     def start(Th: int, Wh: int) -> FloatArray:
-        got = [baseline(Th, Wh, name) for name in BASELINES]
+        # from a checkpoint, holding the LR is a candidate too (an LR already below the best one is best held)
+        got = [baseline(Th, Wh, name) for name in BASELINES + (("constant",) if prefix is not None else ())]
         return min(got, key=lambda v: v[1])[0]
 
     n_levels = len(ML.KNOT_LEVELS) + 3

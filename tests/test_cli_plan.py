@@ -31,7 +31,7 @@ def table(text):
     """{schedule: (peak LR, predicted final loss)} from the printed plan."""
     rows = {}
     for line in text.splitlines():
-        m = re.match(r"\s+(\S+)\s+([<>]?[0-9.e+-]+)\s+([0-9.e+-]+)(\s+\[.*\])?$", line)
+        m = re.match(r"\s+(\S+)\s+([<>]?[0-9.e+-]+)\*?\s+([0-9.e+-]+)(\s+.*)?$", line)
         if m and m.group(1) != "schedule":
             rows[m.group(1)] = (float(m.group(2).lstrip("<>")), float(m.group(3)))
     return rows
