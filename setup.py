@@ -2,4 +2,4 @@
 # compiled through cffi during `pip install` / `pip install -e .`.
 from setuptools import setup
 
-setup(cffi_modules=["cdfast/_cffi_build.py:ffibuilder"])
+setup(cffi_modules=["cdfast/_kernels/_cffi_build.py:ffibuilder"])

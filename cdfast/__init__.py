@@ -5,7 +5,7 @@ Cor. 12; Schaipp et al. (2025).  See README.md for a tour.
 """
 
 from . import schedules
-from ._backends import available_backends
+from ._kernels._backends import available_backends
 from .bounds import average_iterate_bound, bound_terms, last_iterate_bound
 from .curve import bound_curve, bound_curve_terms
 from .asymptotics import ExamResult, Q, asymptotic_constants, bound_vs_peak_lr, optimal_eta_ref, optimal_peak_lr, qualifying_exam, table1
@@ -21,6 +21,8 @@ from .sweep import sweep
 from .gradient import average_bound_gradient, bound_gradient
 from .optimize import OptimalSchedule, optimal_schedule
 from .plan import RefinedSchedule, SchedulePlan, plan_schedule, refine_schedule
+from .reporting import Report, report
+from .forecasting import Forecast, Forecaster, forecast
 
 __version__ = "0.1.0"
 
@@ -65,4 +67,9 @@ __all__ = [
     "SchedulePlan",
     "refine_schedule",
     "RefinedSchedule",
+    "report",
+    "Report",
+    "forecast",
+    "Forecast",
+    "Forecaster",
 ]

@@ -96,7 +96,7 @@ def optimal_peak_lr(
     ``eta > 0`` minimised in closed form.  For a qualified schedule this is the
     paper's eq. (2.5) optimum ``eta* = q1 / (q2 sqrt(T))``, ``L_* + 2 q1 q2 / sqrt(T)``.
     """
-    from . import _stacked
+    from ._kernels import _stacked
 
     D = _stacked.scalar(D, "D", positive=True)
     G = _stacked.scalar(G, "G", positive=True)

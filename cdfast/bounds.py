@@ -1,7 +1,7 @@
 """The convex SGD loss bounds of eq. (2.3) and (2.4), at the final iterate.
 
 Every function validates its input once and hands contiguous float64 arrays to a
-backend kernel (see cdfast._backends).  The last-iterate bound uses the single-sum
+backend kernel (see cdfast._kernels._backends).  The last-iterate bound uses the single-sum
 form of eq. (2.4) (docs/math.md section 2):
 
     bound = L_* + D^2 a + G^2 b,
@@ -31,9 +31,9 @@ threads dynamically, pass A eight segments ahead; a thread that needs a total no
 has published yet computes it, and a thread that finds no task left computes every
 unpublished pass B itself, so no thread waits for another and a thread descheduled by
 the OS delays nobody.  Before the pass, cdfast counts the cores that other processes
-keep busy at that instant and uses only the free ones (at least one; cdfast._threads).
+keep busy at that instant and uses only the free ones (at least one; cdfast._kernels._threads).
 Stacked input, ``lr`` of shape (..., T), runs one row per task instead, each row on
-one thread, rows dealt out dynamically (cdfast._stacked).
+one thread, rows dealt out dynamically (cdfast._kernels._stacked).
 
 Error bound: with u = 2^-53, every gap carries a relative error of at most about
 (63 + 7 + 2 + 3) u = 75 u (the in-lane chain, the chain of lane totals, the lane
@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _stacked
+from ._kernels import _stacked
 
 FloatArray = NDArray[np.float64]
 Terms = tuple[float, float] | tuple[FloatArray, FloatArray]

@@ -28,7 +28,7 @@ so that these four errors sum to at most rtol / 2 (:func:`_design_nodes`).  Beca
 every c_m > 0 and every w_j >= 0, the uniform relative error of K~ bounds the
 relative error of the whole sum.
 
-Arithmetic.  Per node the kernel keeps an anchor (see cdfast/_numba_curve.py): a
+Arithmetic.  Per node the kernel keeps an anchor (see cdfast/_kernels/_numba_curve.py): a
 contribution whose total decay is y = u_m (P_tau - P_j) is rounded through at most
 y / REBASE + 2 anchors; each contributes <= 6 u (exp by a polynomial, <= 3 u; two
 products; a compensated sum) plus an exponent error <= 3 u times the decay it applies
@@ -53,9 +53,9 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.linalg import eigh_tridiagonal
 from scipy.optimize import brentq
 
-from . import _stacked, _threads
+from ._kernels import _stacked, _threads
 from . import _validate as V
-from ._backends import OK, get_backend
+from ._kernels._backends import OK, get_backend
 
 log = logging.getLogger("cdfast")
 
@@ -72,7 +72,7 @@ FAST_NODE_STEP_COST = 4.0
 _U = 2.0**-53
 MAX_NODES = 2048  # two groups of CDFAST_CURVE_MAX_NODES (csrc/cdfast.h)
 # Work (element-steps, or node-steps for the fast method) from which a curve is split
-# over threads; below it, or when other work keeps the cores busy (cdfast._threads), it
+# over threads; below it, or when other work keeps the cores busy (cdfast._kernels._threads), it
 # runs on the calling thread.  The result is the same either way.
 PARALLEL_WORK = 1 << 17
 

@@ -42,7 +42,7 @@ optimisation of :mod:`cdfast.optimize` well posed.
 
 Accuracy
 --------
-The kernels (csrc/gradient.c, cdfast/_numba_grad.py; bit-identical) use chunks of 512
+The kernels (csrc/gradient.c, cdfast/_kernels/_numba_grad.py; bit-identical) use chunks of 512
 steps, eight lanes of 64 each.  With u = 2^-53 and every sum adding non-negative terms:
 a chunk's carry is within 69 u (eight strided chains of at most 64 terms and a tree of
 depth 3 per chunk, the carry compensated), a gap within 71 u (plus the lanes above and
@@ -64,8 +64,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validate as V
-from ._backends import BAD_ARGUMENT, OK, get_backend
-from ._stacked import stacked
+from ._kernels._backends import BAD_ARGUMENT, OK, get_backend
+from ._kernels._stacked import stacked
 
 FloatArray = NDArray[np.float64]
 
@@ -87,7 +87,7 @@ def _grad_kernel(x: FloatArray, g: FloatArray | None, d2: float, g2: float, back
     except AttributeError as exc:  # a C extension built before csrc/gradient.c existed
         raise ImportError(
             f"the C extension lacks the gradient kernel ({exc}); rebuild it with "
-            "`python -m pip install -e .` (or `python cdfast/_cffi_build.py`), or use backend='numba'"
+            "`python -m pip install -e .` (or `python cdfast/_kernels/_cffi_build.py`), or use backend='numba'"
         ) from None
     if status != OK:
         if status == BAD_ARGUMENT:  # cannot happen after as_vector; keep the kernels honest

@@ -65,6 +65,7 @@ from scipy import optimize as sopt
 
 from . import _validate as V
 from .gradient import _grad_kernel
+from .schedules import refined  # noqa: F401  (defined with the schedule families; kept importable here)
 
 FloatArray = NDArray[np.float64]
 
@@ -248,7 +249,7 @@ def stationary_schedule(
     ``P_T = D / (G sqrt(2 c))``.  The result is positive everywhere; it is not monotone
     (for constant G the last LR is about 2.4 times the one before).
     """
-    from . import _numba_grad as kg
+    from ._kernels import _numba_grad as kg
 
     T = V.check_int(T, "T", 1)
     D = _check_positive(D, "D")
@@ -935,81 +936,6 @@ def _result(prob: _Problem, lr, stages, baselines, constraints, t_start, message
         seconds=time.perf_counter() - t_start,
         constraints=constraints,
     )
-
-
-# ---------------------------------------------------------------------------
-# Defazio et al. (2023): the refined schedule from observed gradient norms
-
-
-def refined(
-    grad_norms: ArrayLike,
-    *,
-    smoothing: float = 0.0,
-    peak_lr: float = 1.0,
-    last: str = "extend",
-) -> FloatArray:
-    """Defazio et al.'s refined schedule from observed gradient norms, in closed form.
-
-    Parameters
-    ----------
-    grad_norms : array_like, shape (T,)
-        Observed gradient norms ``||g_t||`` of a previous run, one per step (> 0).
-    smoothing : float
-        Median-filter width as a fraction of T (their tau; 0 = no filter).  The series is
-        reflected past its end before filtering, so the last steps are not biased.
-    peak_lr : float
-        The largest LR of the result (the shape is scaled to it).
-    last : {"extend", "zero"}
-        ``"zero"``: their formula verbatim, whose last LR is 0 (the last step does not
-        move the iterate their bound is about); eq. (2.4) is then infinite.
-        ``"extend"`` (default): the tail sums run one step further with the last norm,
-        so the last LR is ``g_T^-4 > 0`` in the same units and eq. (2.4) is finite.
-
-    Returns
-    -------
-    ndarray, shape (T,)
-
-    Notes
-    -----
-    Defazio, Cutkosky, Mehta, Mishchenko (2023), "Optimal Linear Decay Learning Rate
-    Schedules and Further Refinements", Algorithm 1 / the refined-schedule theorem:
-    ``w_t = g_t^-2 sum_{p=t+1..T} g_p^-2``, normalised by its maximum.  For constant
-    norms it is linear decay.  It minimises their regret-style bound, not eq. (2.4): the
-    exact optimum of eq. (2.4) for ``grad_sq = grad_norms**2`` is
-    ``optimal_schedule(T, grad_sq=grad_norms**2, monotone=False)`` (or
-    :func:`stationary_schedule`); docs/optimal_schedules.md compares the two.
-    Tail sums are suffix sums accumulated backwards (no cancellation).
-    """
-    g = V.as_vector(grad_norms, "grad_norms")
-    V.check_values(g, "grad_norms")
-    if not g.all():
-        i = int(np.argmin(g != 0))
-        raise ValueError(f"grad_norms[{i}] is 0; gradient norms must be > 0 (the schedule uses 1 / norm^2)")
-    if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real) or not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"smoothing = {smoothing!r} must be a fraction in [0, 1)")
-    peak = _check_positive(peak_lr, "peak_lr")
-    if last not in ("extend", "zero"):
-        raise ValueError(f"last = {last!r} must be 'extend' or 'zero'")
-    T = g.shape[0]
-    width = 2 * (int(smoothing * T) // 2) + 1
-    if width > 1:
-        from scipy.ndimage import median_filter
-
-        pad = min(2 * width, T - 1) if T > 1 else 0
-        ext = np.pad(g, (0, pad), mode="reflect") if pad else g
-        g = median_filter(ext, size=width, mode="nearest")[:T]
-    inv = 1.0 / (g * g)
-    tail = np.cumsum(inv[::-1])[::-1]  # tail[t] = sum_{p >= t} g_p^-2, accumulated from the end
-    w = np.empty(T)
-    if last == "extend":  # one more step with the last norm: g_{T+1} = g_T
-        w[:-1] = inv[:-1] * (tail[1:] + inv[-1])
-        w[-1] = inv[-1] * inv[-1]
-    else:
-        w[:-1] = inv[:-1] * tail[1:]
-        w[-1] = 0.0
-    if not w.any():  # T = 1 with last="zero"
-        raise ValueError("grad_norms has a single step and last='zero' gives it LR 0; use last='extend'")
-    return peak * (w / w.max())
 
 
 __all__ = ["optimal_schedule", "OptimalSchedule", "Stage", "LossModel", "stationary_schedule", "refined"]

@@ -10,9 +10,10 @@ Two layers, as matplotlib users expect:
   :func:`plot_schedule`, :func:`plot_bound_curve`, :func:`plot_fit`,
   :func:`plot_residuals`, :func:`plot_prediction`, :func:`plot_exam`,
   :func:`plot_peak_lr`, :func:`plot_peak_scan`.
+  :func:`plot_forecast` draws a :class:`cdfast.Forecast` of a run in progress.
 * ``*_figure(...) -> Figure`` compose them into the figures of the command line:
   :func:`curve_figure`, :func:`fit_figure`, :func:`prediction_figure`,
-  :func:`report_figure`, :func:`exam_figure`, :func:`peak_lr_figure`.
+  :func:`report_figure`, :func:`exam_figure`, :func:`peak_lr_figure`, :func:`forecast_figure`.
 
 :func:`save_png` writes a figure atomically (a temporary file in the target directory,
 then ``os.replace``), so a failed write never leaves a partial PNG behind.  The command
@@ -38,7 +39,7 @@ __all__ = [
     "plot_schedule", "plot_bound_curve", "plot_fit", "plot_residuals", "plot_prediction", "plot_exam",
     "plot_peak_lr", "plot_peak_scan", "distinct_labels",
     "curve_figure", "fit_figure", "prediction_figure", "report_figure", "exam_figure", "peak_lr_figure",
-    "plan_figure",
+    "plan_figure", "plot_forecast", "forecast_figure",
 ]
 
 
@@ -253,13 +254,34 @@ def plot_prediction(steps: ArrayLike, loss: ArrayLike, *, lo: ArrayLike | None =
     steps = np.asarray(steps)
     y = np.asarray(loss, dtype=float)
     line, = ax.plot(steps, y, label=label, **{"lw": 1.5, **kwargs})
+    shown = [y]
     if lo is not None and hi is not None:
         band = f"{label}: {100 * level:.0f}% interval" if level is not None else None
-        ax.fill_between(steps, np.asarray(lo, dtype=float), np.asarray(hi, dtype=float), color=line.get_color(),
-                        alpha=0.2, lw=0, label=band)
+        lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, lw=0, label=band)
+        shown += [lo, hi]
+    _widen_ylim(ax, steps, shown)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     return ax
+
+
+def _widen_ylim(ax: Any, steps: np.ndarray, curves: Sequence[np.ndarray]) -> None:
+    """Widen (never narrow) the y-range so that ``curves`` show past their first 10% of
+    steps: axes set up for a logged run (plot_fit) would otherwise clip a prediction that
+    runs longer and lower.  The early transient, often far higher, is left to clip."""
+    if steps.size == 0:
+        return
+    tail = steps >= 0.1 * np.max(steps)
+    values = np.concatenate([c[tail] for c in curves])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return
+    low, high = ax.get_ylim()
+    lo_v, hi_v = float(values.min()), float(values.max())
+    margin = 0.05 * ((max(high, hi_v) - min(low, lo_v)) or 1.0)
+    if lo_v < low or hi_v > high:
+        ax.set_ylim(min(low, lo_v - margin) if lo_v < low else low, max(high, hi_v + margin) if hi_v > high else high)
 
 
 def plot_exam(T: ArrayLike, scaled: ArrayLike, *, qualified: bool | None = None, limit: float | None = None,
@@ -391,10 +413,14 @@ def prediction_figure(steps: ArrayLike, loss: ArrayLike, fitted: ArrayLike, lr: 
         plot_schedule(p["lr"], ax=ax_lr, color=color, ls="--", label=p["label"])
         plot_prediction(p["steps"], p["loss"], lo=p.get("lo"), hi=p.get("hi"), ax=ax_l, color=color,
                         label=p["label"], level=level)
-        y = np.asarray(p["loss"], dtype=float)
-        tail = y[np.asarray(p["steps"]) >= 0.1 * np.max(p["steps"])]
-        if tail.size and np.isfinite(tail).any():
-            lows.append(float(np.nanmin(tail[np.isfinite(tail)])))
+        at_tail = np.asarray(p["steps"]) >= 0.1 * np.max(p["steps"])
+        for key, bucket in (("loss", lows), ("lo", lows), ("hi", highs)):  # the band too, not only the curve
+            if p.get(key) is None:
+                continue
+            tail = np.asarray(p[key], dtype=float)[at_tail]
+            if tail.size and np.isfinite(tail).any():
+                finite = tail[np.isfinite(tail)]
+                bucket.append(float(finite.min() if bucket is lows else finite.max()))
     lo, hi = min(lows), max(highs)
     span = (hi - lo) or 1.0
     ax_l.set_ylim(lo - 0.1 * span, hi + 0.1 * span)
@@ -574,5 +600,56 @@ def plan_figure(schedules: Sequence[Mapping[str, Any]], *, logged_steps: ArrayLi
                                                   if level is not None else ""), fontsize="small")
     if title:
         ax_lr.set_title(_wrap(title, 80), fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def plot_forecast(forecast: Any, *, steps: ArrayLike | None = None, loss: ArrayLike | None = None, ax: Any = None,
+                  color: str | None = None, label: str | None = None) -> Any:
+    """A :class:`cdfast.Forecast`: the losses logged up to its step (when given), the
+    forecast curve from there to ``T`` with its band, and the final loss with its interval.
+    A declined forecast draws the logged losses and its reason as a note."""
+    ax = _axes(ax)
+    if steps is not None and loss is not None:
+        s, y = np.asarray(steps), np.asarray(loss, dtype=float)
+        seen = s <= forecast.step
+        ax.plot(s[seen], y[seen], ".", ms=3, color=color or "0.35", label="logged loss")
+    if not forecast.ok:
+        ax.annotate(_wrap(f"no forecast at step {forecast.step}: {forecast.reason}", 60), (0.02, 0.02),
+                    xycoords="axes fraction", fontsize="x-small", va="bottom")
+        return ax
+    name = label or f"forecast at step {forecast.step} ({100 * forecast.fraction:.0f}%)"
+    line, = ax.plot(forecast.steps, forecast.curve, lw=1.5, color=color, label=name)
+    ax.fill_between(forecast.steps, forecast.curve_low, forecast.curve_high, color=line.get_color(), alpha=0.15, lw=0)
+    ax.errorbar([forecast.T], [forecast.loss], yerr=[[forecast.loss - forecast.low], [forecast.high - forecast.loss]],
+                fmt="o", ms=4, capsize=3, color=line.get_color())
+    ax.axvline(forecast.step, color=line.get_color(), lw=0.6, ls=":")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    return ax
+
+
+def forecast_figure(forecasts: Sequence[Any], steps: ArrayLike, loss: ArrayLike, *, title: str | None = None) -> Any:
+    """How a forecast improves as the run goes: every logged loss, and each forecast (as
+    of its own step) with its band and final interval, in one panel; the y-range frames the
+    losses after the early transient."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    s, y = np.asarray(steps), np.asarray(loss, dtype=float)
+    ax.plot(s, y, ".", ms=2.5, color="0.6", label="logged loss (whole run)")
+    shown = [y[s >= 0.1 * s.max()]]
+    for k, f in enumerate(forecasts):
+        plot_forecast(f, ax=ax, color=f"C{k % 10}")
+        if f.ok:
+            shown += [f.curve_low, f.curve_high]
+    finite = np.concatenate([np.asarray(v, dtype=float) for v in shown])
+    finite = finite[np.isfinite(finite)]
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        span = (hi - lo) or 1.0
+        ax.set_ylim(lo - 0.05 * span, hi + 0.05 * span)
+    ax.legend(fontsize="x-small")
+    if title:
+        ax.set_title(_wrap(title, 80), fontsize="medium")
     fig.tight_layout()
     return fig

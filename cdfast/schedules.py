@@ -218,6 +218,40 @@ def make(name: str, T: int, **params) -> FloatArray:
         raise
 
 
+def _spec_value(text: str):
+    """A parameter value of a schedule spec: int, float or bare word."""
+    try:
+        v = float(text.replace("_", ""))
+    except ValueError:
+        return text
+    return int(v) if v.is_integer() and "." not in text and "e" not in text.lower() else v
+
+
+def parse(spec: str) -> tuple[str, dict]:
+    """A family and its parameters from a spec ``"NAME[:key=value,...]"`` (the command line's form).
+
+    >>> parse("wsd:decay_frac=0.2,decay=sqrt")
+    ('wsd', {'decay_frac': 0.2, 'decay': 'sqrt'})
+    """
+    name, _, rest = spec.partition(":")
+    name = name.strip().lower().replace("-", "_")
+    if name not in FAMILIES:
+        raise ValueError(f"unknown schedule {spec!r}; choose one of {', '.join(sorted(FAMILIES))} "
+                         "(parameters as NAME:key=value,..., e.g. wsd:decay_frac=0.2,decay=sqrt)")
+    params: dict = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"schedule parameter {item!r} in {spec!r} is not key=value")
+        params[key.strip()] = _spec_value(val.strip())
+    return name, params
+
+
+def label(name: str, params: dict) -> str:
+    """The spec of a family and its parameters, the inverse of :func:`parse`: ``"wsd:decay_frac=0.2"``."""
+    return name + (":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
+
+
 def family(name: str, **params) -> Callable[[int], FloatArray]:
     """A family as a callable ``T -> s`` with fixed parameters (for the exam)."""
     make(name, max(2, params.get("warmup", 0) or 0), **params)  # fail now, not inside a sweep
@@ -257,7 +291,7 @@ def continuous(name: str, **params) -> Callable[[FloatArray], FloatArray]:
 
 __all__ = [
     "constant", "inverse_sqrt", "linear", "cosine", "wsd", "piecewise_constant", "with_warmup", "cosine_onecycle",
-    "FAMILIES", "make", "family", "continuous", "DECAYS",
+    "FAMILIES", "make", "family", "continuous", "DECAYS", "parse", "label",
 ]
 
 
@@ -397,16 +431,79 @@ def from_callable(fn: Callable, T: int, *, vectorized: bool | None = None, _name
 __all__ += ["from_torch", "from_optax", "from_callable"]
 
 
-def refined(grad_norms: ArrayLike, *, smoothing: float = 0.0, peak_lr: float = 1.0, last: str = "extend") -> FloatArray:
-    """Defazio et al. (2023)'s refined schedule from observed gradient norms (closed form).
+def refined(
+    grad_norms: ArrayLike,
+    *,
+    smoothing: float = 0.0,
+    peak_lr: float = 1.0,
+    last: str = "extend",
+) -> FloatArray:
+    """Defazio et al.'s refined schedule from observed gradient norms, in closed form.
 
-    ``eta_t ~ g_t^-2 sum_{p>t} g_p^-2``, scaled so that its largest LR is ``peak_lr``;
-    see :func:`cdfast.optimize.refined` for the parameters and how it relates to the
-    exact optimum of eq. (2.4).
+    Parameters
+    ----------
+    grad_norms : array_like, shape (T,)
+        Observed gradient norms ``||g_t||`` of a previous run, one per step (> 0).
+    smoothing : float
+        Median-filter width as a fraction of T (their tau; 0 = no filter).  The series is
+        reflected past its end before filtering, so the last steps are not biased.
+    peak_lr : float
+        The largest LR of the result (the shape is scaled to it).
+    last : {"extend", "zero"}
+        ``"zero"``: their formula verbatim, whose last LR is 0 (the last step does not
+        move the iterate their bound is about); eq. (2.4) is then infinite.
+        ``"extend"`` (default): the tail sums run one step further with the last norm,
+        so the last LR is ``g_T^-4 > 0`` in the same units and eq. (2.4) is finite.
+
+    Returns
+    -------
+    ndarray, shape (T,)
+
+    Notes
+    -----
+    Defazio, Cutkosky, Mehta, Mishchenko (2023), "Optimal Linear Decay Learning Rate
+    Schedules and Further Refinements", Algorithm 1 / the refined-schedule theorem:
+    ``w_t = g_t^-2 sum_{p=t+1..T} g_p^-2``, normalised by its maximum.  For constant
+    norms it is linear decay.  It minimises their regret-style bound, not eq. (2.4): the
+    exact optimum of eq. (2.4) for ``grad_sq = grad_norms**2`` is
+    ``cdfast.optimal_schedule(T, grad_sq=grad_norms**2, monotone=False)`` (or
+    :func:`cdfast.optimize.stationary_schedule`); docs/optimal_schedules.md compares the two.
+    Tail sums are suffix sums accumulated backwards (no cancellation).
     """
-    from .optimize import refined as _refined  # lazy: optimize imports this module
+    from . import _validate as V
 
-    return _refined(grad_norms, smoothing=smoothing, peak_lr=peak_lr, last=last)
+    g = V.as_vector(grad_norms, "grad_norms")
+    V.check_values(g, "grad_norms")
+    if not g.all():
+        i = int(np.argmin(g != 0))
+        raise ValueError(f"grad_norms[{i}] is 0; gradient norms must be > 0 (the schedule uses 1 / norm^2)")
+    if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real) or not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing = {smoothing!r} must be a fraction in [0, 1)")
+    peak = V.check_scalar(peak_lr, "peak_lr")
+    if peak == 0.0:
+        raise ValueError("peak_lr = 0 must be > 0")
+    if last not in ("extend", "zero"):
+        raise ValueError(f"last = {last!r} must be 'extend' or 'zero'")
+    T = g.shape[0]
+    width = 2 * (int(smoothing * T) // 2) + 1
+    if width > 1:
+        from scipy.ndimage import median_filter
+
+        pad = min(2 * width, T - 1) if T > 1 else 0
+        ext = np.pad(g, (0, pad), mode="reflect") if pad else g
+        g = median_filter(ext, size=width, mode="nearest")[:T]
+    inv = 1.0 / (g * g)
+    tail = np.cumsum(inv[::-1])[::-1]  # tail[t] = sum_{p >= t} g_p^-2, accumulated from the end
+    w = np.empty(T)
+    if last == "extend":  # one more step with the last norm: g_{T+1} = g_T
+        w[:-1] = inv[:-1] * (tail[1:] + inv[-1])
+        w[-1] = inv[-1] * inv[-1]
+    else:
+        w[:-1] = inv[:-1] * tail[1:]
+        w[-1] = 0.0
+    if not w.any():  # T = 1 with last="zero"
+        raise ValueError("grad_norms has a single step and last='zero' gives it LR 0; use last='extend'")
+    return peak * (w / w.max())
 
 
 __all__ += ["refined"]

@@ -1,7 +1,7 @@
 /*
  * cdfast.c -- reference kernels for the convex last-iterate bounds.
  * The contract (indexing, outputs, status codes) is in cdfast.h.  The Numba
- * kernels in cdfast/_numba.py follow this file operation for operation.
+ * kernels in cdfast/_kernels/_numba.py follow this file operation for operation.
  */
 #include <float.h>
 #include <math.h>

@@ -1,7 +1,7 @@
 /*
  * cdfast.h -- the C contract of cdfast's reference kernels.
  *
- * Conventions shared with the Numba kernels in cdfast/_numba.py:
+ * Conventions shared with the Numba kernels in cdfast/_kernels/_numba.py:
  *   - lr[0 .. n-1] holds eta_1 .. eta_T (paper indexing, see docs/math.md section 1).
  *   - grad_sq is NULL (constant G: every G_t^2 = 1) or an array of n per-step G_t^2.
  *   - Inputs first, outputs last.  Kernels never allocate on the heap and never

@@ -3,7 +3,7 @@
  * exponential-sum approximation of the Cauchy kernel 1/x.
  *
  * The contract is in cdfast.h (cdfast_curve_fast); the node design and the
- * error bound are in cdfast/curve.py.  cdfast/_numba_curve.py follows this
+ * error bound are in cdfast/curve.py.  cdfast/_kernels/_numba_curve.py follows this
  * file operation for operation.
  *
  * For every node m and step tau the kernel needs
@@ -39,7 +39,7 @@
 #endif
 
 /* After a rebase every live factor exp(-u d) is >= exp(-REBASE): 1/E never
- * overflows.  Same value as REBASE in cdfast/_numba_curve.py. */
+ * overflows.  Same value as REBASE in cdfast/_kernels/_numba_curve.py. */
 #define REBASE 2.0
 /* Factors exp(-y) with y > CUTOFF are taken as 0 (the node's sum restarts
  * from 0): a contribution that entered after the anchor has decayed by more
@@ -68,7 +68,7 @@ ALWAYS_INLINE void two_sum(double *hi, double *lo, double x)
  * its Taylor polynomial of degree 13 (truncation < 5e-18; Estrin evaluation,
  * rounding <= 2.5 u as the terms' absolute sum e^|r| is at most 2 e^r):
  * relative error <= 3 u.  2^k (k >= -73) is built from its exponent bits.
- * Same constants and order in cdfast/_numba_curve.py. */
+ * Same constants and order in cdfast/_kernels/_numba_curve.py. */
 #define SHIFT 6755399441055744.0 /* 1.5 * 2^52 */
 #define SHIFT_BITS INT64_C(4843621399236968448)
 #define LOG2E 1.4426950408889634

@@ -1,7 +1,7 @@
 /*
  * gradient.c -- the last-iterate bound of eq. (2.4) and its exact gradient in O(T).
  * The contract is in cdfast.h; the derivation and the error bound are in
- * cdfast/gradient.py.  cdfast/_numba_grad.py follows this file operation for
+ * cdfast/gradient.py.  cdfast/_kernels/_numba_grad.py follows this file operation for
  * operation (compile with -ffp-contract=off: no fused multiply-add).
  *
  * Two passes and no work array proportional to n:

@@ -1,6 +1,6 @@
 /*
  * summation.h -- summation helpers shared by the kernels in cdfast.c, curve.c and gradient.c
- * (internal; not part of the cffi contract).  cdfast/_numba.py mirrors them.
+ * (internal; not part of the cffi contract).  cdfast/_kernels/_numba.py mirrors them.
  */
 #ifndef CDFAST_SUMMATION_H
 #define CDFAST_SUMMATION_H
@@ -30,14 +30,14 @@ CDFAST_INLINE double tree_sum(double *q, size_t n)
 }
 
 /* Lane geometry of the chunked passes (cdfast.c, gradient.c): a chunk of CDFAST_LANES
- * lanes of CDFAST_LANE steps (cdfast/_numba.py: LANES, LANE). */
+ * lanes of CDFAST_LANE steps (cdfast/_kernels/_numba.py: LANES, LANE). */
 #define CDFAST_LANES 8
 #define CDFAST_LANE 64
 
 /* e[i] <- sum of x over (i, top of i's lane] for the 8 lanes of x[0 .. 8*CDFAST_LANE-1]
  * at once; tot[k] <- lane k's total.  Backwards, lane-interleaved: 8 independent chains,
  * all in registers (each chain's order is fixed, so the result does not depend on the
- * interleaving; cdfast/_numba.py: _lane_scan8). */
+ * interleaving; cdfast/_kernels/_numba.py: _lane_scan8). */
 CDFAST_INLINE void lane_scan8(double *restrict e, double *restrict tot, const double *restrict x)
 {
     double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0, l4 = 0.0, l5 = 0.0, l6 = 0.0, l7 = 0.0;
@@ -57,7 +57,7 @@ CDFAST_INLINE void lane_scan8(double *restrict e, double *restrict tot, const do
 
 /* Neumaier's compensated addition: (*hi + *lo) += x, with the rounding error of every
  * step kept in *lo.  The kernels call it once per chunk or segment, so its serial
- * latency is amortised (cdfast/_numba.py: _neumaier_add, the same operations). */
+ * latency is amortised (cdfast/_kernels/_numba.py: _neumaier_add, the same operations). */
 static inline void neumaier_add(double *hi, double *lo, double x)
 {
     double s = *hi + x;

@@ -202,7 +202,8 @@ _THREADS_SCRIPT = """
 import sys
 import numpy as np
 import cdfast
-from cdfast import _numba, schedules
+from cdfast import schedules
+from cdfast._kernels import _numba
 n = _numba.SEG_MIN + 512 * 37 + 5
 lr = 1e-3 * schedules.cosine(n, warmup=1000)
 lr[::7] *= 0.5
@@ -213,7 +214,7 @@ for grad_sq in (None, g):
 
 
 def _segmented_case():
-    from cdfast import _numba
+    from cdfast._kernels import _numba
 
     n = _numba.SEG_MIN + 512 * 37 + 5  # not a whole number of chunks per segment
     lr = 1e-3 * SCHEDULES["cosine"](n)
@@ -299,7 +300,7 @@ def test_unknown_backend_is_refused():
 
 
 def test_environment_variable_selects_backend(monkeypatch):
-    from cdfast._backends import get_backend
+    from cdfast._kernels._backends import get_backend
 
     for name in cdfast.available_backends():
         monkeypatch.setenv("CDFAST_BACKEND", name)
@@ -310,10 +311,10 @@ def test_environment_variable_selects_backend(monkeypatch):
 
 
 def test_missing_c_extension_falls_back_and_explains(monkeypatch, caplog):
-    from cdfast import _backends
+    from cdfast._kernels import _backends
 
     monkeypatch.setattr(_backends, "_cache", {k: v for k, v in _backends._cache.items() if k != "c"})
-    monkeypatch.setattr(_backends, "_errors", {"c": ImportError("No module named 'cdfast._cdfast'")})
+    monkeypatch.setattr(_backends, "_errors", {"c": ImportError("No module named 'cdfast._kernels._cdfast'")})
     monkeypatch.setattr(_backends, "NAMES", ("c", "numba"))  # even if C were preferred...
     with caplog.at_level("DEBUG", logger="cdfast"):
         assert _backends.get_backend("auto").name == "numba"

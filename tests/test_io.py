@@ -146,3 +146,21 @@ def test_real_runs_families_and_divergence(runs):
     # exactly one run blew up (cosine at peak LR 5e-3): its last val loss is far above its best
     bad = [r for r in runs if r.diverged()]
     assert len(bad) == 1 and bad[0].config["lr"] == 0.005 and bad[0].family == "cos"
+
+
+def test_a_log_that_ends_before_its_horizon_is_marked_unfinished(tmp_path):
+    """A Hugging Face run read halfway (max_steps 12, logged to step 6): the LRs after the last
+    logged one are unknown, and the log says so instead of passing a held LR off as the schedule."""
+    import json
+    import pathlib
+    src = pathlib.Path(__file__).parent / "data" / "logs" / "hf_run" / "trainer_state.json"
+    state = json.loads(src.read_text())
+    state["log_history"] = [row for row in state["log_history"] if row["step"] <= 6]
+    state["global_step"] = 6
+    (tmp_path / "trainer_state.json").write_text(json.dumps(state))
+    half = cdfast.io.read_log(tmp_path / "trainer_state.json")
+    assert half.T == 12 and half.unfinished
+    last_lr_step = max(r["step"] for r in state["log_history"] if "learning_rate" in r)
+    assert half.lr_known_steps == last_lr_step
+    full = cdfast.io.read_log(src)
+    assert not full.unfinished and full.lr_known_steps == full.T == 12

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import cdfast
-from cdfast import _numba, _stacked, _threads
+from cdfast._kernels import _numba, _stacked, _threads
 from cdfast import schedules as S
 from naive import average_iterate_naive, last_iterate_naive
 
@@ -234,7 +234,7 @@ def test_the_kernels_thresholds_are_the_wrappers():
 
 
 def test_rows_kernels_do_not_depend_on_thread_count(backend):
-    from cdfast._backends import get_backend
+    from cdfast._kernels._backends import get_backend
 
     be = get_backend(backend)
     lr = _stack((9,), 7000, seed=13)
@@ -314,23 +314,23 @@ def test_auto_uses_c_while_numba_is_cold(tmp_path):
         pytest.skip("the C extension is not built")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "CDFAST_NUMBA_WARMUP": "0"}
     env.pop("CDFAST_BACKEND", None)
-    code = ("from cdfast import _backends, _warmup; print(_warmup.numba_is_warm(), _backends.get_backend().name, "
+    code = ("from cdfast._kernels import _backends, _warmup; print(_warmup.numba_is_warm(), _backends.get_backend().name, "
             "_backends.get_backend('numba').name)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.stdout.split() == ["False", "c", "numba"], done.stderr
     done = subprocess.run([sys.executable, "-m", "cdfast", "report", "--steps", "1e4", "--no-exam"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "numba: not timed" in done.stdout and "python -m cdfast._warmup" in done.stdout
+    assert "numba: not timed" in done.stdout and "python -m cdfast._kernels._compile" in done.stdout
     assert "numba_ms" not in done.stdout
 
 
 def test_numba_is_warm_once_compiled():
-    from cdfast import _warmup
+    from cdfast._kernels import _compile, _warmup
 
     if "numba" not in cdfast.available_backends():
         pytest.skip("Numba is not importable")
-    _warmup.compile_all()  # loads from the cache, or compiles
+    _compile.compile_all()  # loads from the cache, or compiles
     assert _warmup.numba_is_warm()
 
 
@@ -349,7 +349,7 @@ def test_curves_do_not_depend_on_thread_count(backend, method, monkeypatch):
 def test_read_only_input_reuses_the_compiled_kernels():
     if "numba" not in cdfast.available_backends():
         pytest.skip("Numba is not importable")
-    from cdfast import _numba
+    from cdfast._kernels import _numba
 
     lr = _stack((3,), 500, seed=3)
     at = np.array([10, 20, 500])

@@ -238,6 +238,20 @@ class TrainingLog:
     def _span(self) -> str:
         return f"{self.steps[0]}..{self.steps[-1]}" if self.steps.size else "none"
 
+    @property
+    def lr_known_steps(self) -> int:
+        """How many updates' LRs the log, its config or the user gave: ``T`` for a finished
+        log; for a run logged before its end (``T`` from its config, e.g. ``max_steps``) the
+        last update whose LR was logged: the LRs after it are the last one held, a guess."""
+        return int(self.meta.get("lr_held_after", self.T))
+
+    @property
+    def unfinished(self) -> bool:
+        """True when the log ends before its horizon ``T`` and the schedule after its last
+        logged LR is unknown (see :attr:`lr_known_steps`): give the rest of the schedule
+        (``read_log(..., lr=...)``, or ``cdfast forecast LOG --schedule ...``) to forecast it."""
+        return self.lr is not None and self.lr_known_steps < self.T
+
     def grad_sq(self, fill: Literal["linear", "previous"] = "linear") -> FloatArray:
         """Per-step ``G_t^2`` for ``t = 1 .. T`` from the logged gradient norms, for
         ``cdfast.bound_curve_terms(lr, grad_sq=...)`` (Schaipp et al.'s per-step form of
@@ -349,6 +363,9 @@ def assemble(raw: RawLog, *, loss: str | None = None, lr: ArrayLike | str | None
         lr_arr, exact = _lr.fill_logged(T, knots_i, knots_v, what=f"{where} column {lr_name!r}")
         source = "logged" if exact else "logged (interpolated)"
         meta["lr"] = {"knots": int(np.count_nonzero(knots_i < T)), "fill": _lr.FILL_RULE}
+        last = int(knots_i[knots_i < T][-1]) + 1  # the last update whose LR was logged
+        if last < T:  # the updates after it only hold that LR: the log ends before its horizon
+            meta["lr_held_after"] = last
     if steps[-1] > T:
         raise ValueError(f"{where}: a loss is logged at step {steps[-1]} but the horizon is T = {T}"
                          + (" (the length of lr=)" if source == "user" else ""))

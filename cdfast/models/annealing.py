@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._numba_peers import _annealing_area
+from .._kernels._numba_peers import _annealing_area
 from ._peers import check_theta, check_warmup, last_warmup_step, run_inputs
 from .base import FloatArray, IntArray, LossModel, Param
 

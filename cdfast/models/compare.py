@@ -25,6 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ._curvefit import FitWarning, fit_loss_curves
+from ._registry import MODELS, names
 from .base import FloatArray
 
 __all__ = ["compare_models", "Leaderboard", "prediction_errors", "CURVE_FROM"]
@@ -122,9 +124,6 @@ def compare_models(runs: Sequence[Any], *, models: Sequence[str] | None = None, 
     Leaderboard
         Printable; ``.rows`` (best first), ``.predictions``, ``.best``.
     """
-    from .. import fit as F
-    from . import MODELS, names
-
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol = {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if isinstance(fit_frac, bool) or not isinstance(fit_frac, (int, float)) or not 0.0 < fit_frac < 1.0:
@@ -157,8 +156,8 @@ def compare_models(runs: Sequence[Any], *, models: Sequence[str] | None = None, 
             t0 = time.perf_counter()
             try:
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", F.FitWarning)
-                    fit = F.fit_loss_curves([t[0] for t in train], [t[1] for t in train], [t[2] for t in train],
+                    warnings.simplefilter("ignore", FitWarning)
+                    fit = fit_loss_curves([t[0] for t in train], [t[1] for t in train], [t[2] for t in train],
                                             model=m, fit_steps=[t[3] for t in train])
             except ValueError:
                 failed += 1

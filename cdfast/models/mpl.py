@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from ._numba_peers import _mpl_drop
+from .._kernels._numba_peers import _mpl_drop
 from ._peers import check_theta, check_warmup, last_warmup_step, run_inputs
 from .base import FloatArray, IntArray, LossModel, Param
 

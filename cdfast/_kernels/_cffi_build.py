@@ -3,7 +3,7 @@
 Run by setuptools through ``cffi_modules`` during ``pip install``: it reads the
 declarations between the CDEF markers of csrc/cdfast.h into ``cdef`` (the header is
 the single source of the C contract) and compiles csrc/cdfast.c into the extension
-module ``cdfast._cdfast``.
+module ``cdfast._kernels._cdfast``.
 
 Flags: -O3 for vectorisation, -march=native when the compiler accepts it (the host's
 vector ISA, as Numba uses), -ffp-contract=off so that no multiply-add is fused (the
@@ -22,7 +22,7 @@ import tempfile
 
 from cffi import FFI
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 CSRC = ROOT / "csrc"
 
 
@@ -70,7 +70,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 _compile_args, _link_args = _flags()
 ffibuilder.set_source(
-    "cdfast._cdfast",
+    "cdfast._kernels._cdfast",
     '#include "cdfast.h"',
     # setuptools wants paths relative to setup.py (the build runs from the project root)
     sources=["csrc/cdfast.c", "csrc/curve.c", "csrc/gradient.c"],

@@ -33,7 +33,7 @@ class Backend:
     curve_exact: Callable[..., int]
     curve_fast: Callable[..., int] | None = None
     last_iterate_grad: Callable[..., int] | None = None  # (lr, g, d2, g2, out, grad), cdfast.gradient
-    # Stacked rows (cdfast._stacked): (lr2, lr_rows, g2 | None, g_rows, threads, a, b, status) -> int
+    # Stacked rows (cdfast._kernels._stacked): (lr2, lr_rows, g2 | None, g_rows, threads, a, b, status) -> int
     last_iterate_rows: Callable[..., int] | None = None
     average_iterate_rows: Callable[..., int] | None = None
 
@@ -158,7 +158,7 @@ def _load_c() -> Backend:
 
 _LOADERS = {"numba": _load_numba, "c": _load_c}
 _FIX = {
-    "c": "the C extension cdfast._cdfast is not built; reinstall with a C compiler available "
+    "c": "the C extension cdfast._kernels._cdfast is not built; reinstall with a C compiler available "
     "(`python -m pip install -e .` builds it through cffi), or use backend='numba'",
     "numba": "Numba is not importable; `python -m pip install numba`, or use backend='c'",
 }

@@ -14,7 +14,7 @@ import math
 
 import numba
 
-from .._numba import _OPTS
+from ._numba import _OPTS
 
 
 @numba.njit(**_OPTS)

@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _threads
-from . import _validate as V
+from .. import _validate as V
 from ._backends import OK, get_backend
 
 FloatArray = NDArray[np.float64]
@@ -209,7 +209,7 @@ def check_positive_last(rows: Rows, fn: str) -> None:
 
 
 # When a call is worth splitting over threads (the kernels' own thresholds: SEG_MIN
-# and ROWS_PARALLEL_MIN in csrc/cdfast.c and cdfast/_numba.py).
+# and ROWS_PARALLEL_MIN in csrc/cdfast.c and cdfast/_kernels/_numba.py).
 SEG_MIN = 1 << 19
 ROWS_PARALLEL_MIN = 1 << 15
 

@@ -1,0 +1,612 @@
+"""Forecast the final loss of a run in progress, from its whole planned schedule.
+
+A run's learning-rate schedule is known in advance (``eta_1 .. eta_T``), its losses only
+up to the current step.  :class:`Forecaster` fits the default loss model's members (the
+convex bound on an effective LR, :mod:`cdfast.models.convex`: ``power-bound`` and
+``sat-bound``, averaged) to the losses logged so far and predicts the rest of the curve
+under the *planned* schedule: the loss at ``T``, its interval, and the curve in between.
+
+What makes it a forecaster rather than a refit:
+
+* **Incremental.**  The parameter-free work of the models (the bound's terms at the
+  Chebyshev nodes of the shape parameter, :meth:`PowerBound.prepare`) is done once per
+  logged step, when the step arrives, and once for the forecast grid; a new loss costs
+  the terms at one step plus a local least-squares search from the previous optimum
+  (:func:`cdfast.models.fitting.fit_separable` with ``start=``).  The multi-start search
+  runs only on the first fit and when the fitted points have grown by ``RESTART_GROWTH``
+  since the last one, so its cost is paid O(log n) times over a run.
+* **Noisy losses.**  Training losses logged by trainers (per batch, or averaged over the
+  logging window) are far noisier than validation losses.  The noise level is estimated
+  from the data (the spread of successive log-differences, robust to outliers), and the
+  models' priors on their shape parameters are weighted by it: a curve that cannot
+  determine an exponent (noisy, or short) leaves it at its prior, which is what keeps
+  noisy fits from running away (a floor of ``-317`` and a negative final loss, before).
+  Noisy data are first pooled into medians of ``POOL`` consecutive points (robust to loss
+  spikes).  The loss floor is bounded below by 0 (a cross-entropy cannot be negative).
+* **Exact where it counts.**  Fits search on the members' Chebyshev surrogate of the
+  bound's terms in the shape parameter (:meth:`PowerBound.search_basis`, relative error up
+  to ~0.5% in a term at the edges of a shape parameter's range), as the offline fit does;
+  the forecast curve and the final loss use the exact terms at the fitted shape (one O(T)
+  pass per member when the shape changes, i.e. after a search, not after every loss).
+* **Honest.**  Where the data cannot support a forecast (too few points after the early
+  transient, a diverged run, a fit that does not describe the curve, an interval that
+  would include a non-positive loss) the result carries a ``reason`` and no numbers.
+
+The interval.  Its relative half-width at ``level = 0.9`` is
+
+    sqrt( (K_DROP * drop)^2 + (K_SPREAD * spread)^2 + MODEL_FLOOR^2 + noise_T^2 )
+
+where ``drop`` is the relative loss drop the model still predicts between the last
+logged step and ``T`` (what is extrapolated: most of the error of a forecast is in the
+size of the cooldown's gain), ``spread`` the disagreement of the two members at ``T``,
+``MODEL_FLOOR`` what remains when nothing is extrapolated, and ``noise_T`` the noise of
+the final loss itself for noisy losses (the mean of the last ``FINAL_FRAC`` of a run's
+logged losses).  Other levels scale it by normal quantiles.  The constants were
+calibrated on the real runs of shared/data by ``bench/validate_forecast.py``, which
+reports the coverage of the interval at every cut of every run.
+
+Indexing is the paper's: ``lr[i] = eta_{i+1}`` is the LR of update ``i + 1``; a loss
+logged at step ``s`` is that of ``w_s``, the weights after ``s`` updates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _validate as V
+from .models.base import LossModel
+from .models.convex import ConvexPrep, PowerBound
+from .models.fitting import fit_separable
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+__all__ = ["Forecast", "Forecaster", "forecast"]
+
+#: Points at steps <= BURN_FRAC * T are the early transient: neither fitted nor forecast from
+#: (the same fraction as ``fit_loss_curve(burn_in="auto")``).
+BURN_FRAC = 0.1
+#: The prior on the noise term's size: ``G~^2 f(eta_max) / L``, the coefficient of the
+#: noise term times the effective peak LR, relative to the current loss (the loss share a
+#: cooldown from the peak could remove, up to the log factor of b').  Lognormal-like with
+#: centre GAIN_PRIOR[0] and relative width GAIN_PRIOR[1], weighted like the shape priors.
+#: Estimated from full-run fits of both members on every second run of shared/data
+#: (median 0.014-0.016 for validation losses at 25%, 50% and 75% of a run, log-sd 0.27-0.35;
+#: training losses 0.016-0.020, log-sd 0.45-0.50); bench/validate_forecast.py scores the
+#: other half separately.  Without it the noise term and the floor trade off freely while
+#: the LR is near its peak (b' is then nearly constant), so a short or noisy curve could
+#: forecast any cooldown gain.
+GAIN_PRIOR = (0.015, 0.35)
+#: The prior yields as the run shows the noise term itself: its width grows by this factor
+#: times the share by which the LR has come down from its peak at the last logged step (a
+#: decay is what separates the noise term from the floor).  Chosen by bench/validate_forecast.py.
+GAIN_YIELD = 4.0
+#: Fewest (pooled) points after the burn-in for a forecast.
+MIN_POINTS = 8
+#: Noisy losses are pooled into medians of this many consecutive logged points.
+POOL = 5
+#: A relative noise (robust spread of successive log-differences / sqrt 2) above this marks
+#: the losses as noisy when ``noisy=None``; validation losses of the real runs sit at
+#: 0.05-0.3%, per-step training losses at 1-5%.
+NOISY_ABOVE = 0.006
+#: The models' priors cost one prior width per this relative misfit (as in the offline fit)
+#: or per the estimated noise level, whichever is larger.
+PRIOR_NOISE = 1e-3
+#: A new multi-start search when the fitted points have grown by this factor since the last;
+#: a local search from the previous optimum when they have grown by SEARCH_GROWTH; in between,
+#: only the linear coefficients are re-solved at the previous shape (one bounded linear solve).
+RESTART_GROWTH = 1.5
+SEARCH_GROWTH = 1.1
+#: Declined as a poor fit when the fitted points' RMS relative misfit exceeds this multiple of
+#: the noise level plus POOR_FLOOR: the model does not describe the curve.
+POOR_RATIO = 4.0
+POOR_FLOOR = 0.01
+#: Declined when the interval's relative half-width exceeds this: the data cannot tell.
+MAX_HALF_WIDTH = 0.25
+#: Interval constants (90% level), calibrated by bench/validate_forecast.py (module docstring).
+K_DROP = 0.55
+K_SPREAD = 1.0
+MODEL_FLOOR = 0.004
+#: For noisy losses, the final loss is the mean of the last FINAL_FRAC of the run's logged losses.
+FINAL_FRAC = 0.02
+#: Points of the predicted curve between the burn-in and T.
+GRID = 256
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """The forecast of a run's final loss, as of its last logged step.
+
+    Attributes
+    ----------
+    T : int
+        The planned horizon (``len(lr)``).
+    step : int
+        The last logged step the forecast uses (0 before any).
+    level : float
+        The interval's level.
+    loss, low, high : float or None
+        The predicted loss at step ``T`` and its ``level`` interval; None when the forecast
+        was declined (see ``reason``).  For noisy losses, the loss at ``T`` is the mean of the
+        last ``FINAL_FRAC`` of the run's logged losses (what a noisy final loss is compared by).
+    steps, curve, curve_low, curve_high : ndarray
+        The predicted curve after ``step`` (a grid of steps ending at ``T``) and its ``level``
+        band (the interval's formula at each step); empty when declined.
+    reason : str or None
+        Why no forecast was made (too few points, diverged, poor fit, ...) and what would
+        help; None when the forecast stands.
+    noisy : bool
+        Whether the losses were treated as noisy (training losses).
+    noise : float
+        The estimated relative noise of one logged loss.
+    n_points : int
+        Logged points used by the fit (after the burn-in, before pooling).
+    diverged : (int, float) or None
+        The step and value of the first non-finite loss, if the run diverged.
+    params : dict
+        The fitted parameters of both members (empty when declined).
+    drop, spread, noise_T : float
+        What the interval is built from (module docstring): the relative drop still
+        predicted between ``step`` and ``T``, the members' relative disagreement at ``T``,
+        the relative noise of the final loss itself (0 for validation losses).
+    """
+
+    T: int
+    step: int
+    level: float
+    loss: float | None
+    low: float | None
+    high: float | None
+    steps: IntArray = field(repr=False)
+    curve: FloatArray = field(repr=False)
+    reason: str | None = None
+    noisy: bool = False
+    noise: float = float("nan")
+    n_points: int = 0
+    diverged: tuple[int, float] | None = None
+    params: dict[str, float] = field(default_factory=dict, repr=False)
+    drop: float = float("nan")
+    spread: float = float("nan")
+    noise_T: float = float("nan")
+    curve_low: FloatArray = field(default_factory=lambda: np.empty(0), repr=False)
+    curve_high: FloatArray = field(default_factory=lambda: np.empty(0), repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when the forecast stands (``loss``, ``low``, ``high`` are numbers)."""
+        return self.reason is None
+
+    @property
+    def fraction(self) -> float:
+        """How far the run is: ``step / T``."""
+        return self.step / self.T
+
+    def summary(self) -> str:
+        where = f"step {self.step} of {self.T} ({100 * self.fraction:.1f}% of the run)"
+        if not self.ok:
+            return f"no forecast at {where}: {self.reason}"
+        kind = "training loss (noisy; mean of the run's last 2% of logged losses)" if self.noisy else "loss"
+        return (f"forecast of the final {kind} at step T = {self.T}: {self.loss:.4f} "
+                f"[{self.low:.4f}, {self.high:.4f}] ({100 * self.level:g}% interval), "
+                f"extrapolated from {where}, {self.n_points} points fitted")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _members() -> list[PowerBound]:
+    """The default model's members, with the loss floor bounded below by 0."""
+    out = []
+    for m in (PowerBound(alpha="fit", p="fit"), PowerBound(alpha="fit", lr_map="saturating")):
+        m.coefs = (replace(m.coefs[0], lo=0.0), *m.coefs[1:])
+        out.append(m)
+    return out
+
+
+def _with_prior_weight(m: PowerBound, factor: float) -> PowerBound:
+    """``m`` with every prior width divided by ``factor`` (priors weigh ``factor`` times more)."""
+    if factor == 1.0:
+        return m
+    w = object.__new__(type(m))
+    w.__dict__.update(m.__dict__)
+    w.shape = tuple(p if p.prior is None else replace(p, prior=(p.prior[0], p.prior[1] / factor)) for p in m.shape)
+    return w
+
+
+def _fixed_shape(m: PowerBound, theta: FloatArray) -> PowerBound:
+    """``m`` with its shape parameters fixed at ``theta`` (a fit then only solves the coefficients)."""
+    w = object.__new__(type(m))
+    w.__dict__.update(m.__dict__)
+    w.shape = tuple(replace(p, lo=float(t), hi=float(t), start=(float(t),), prior=None) for p, t in zip(m.shape, theta))
+    return w
+
+
+class _GainPrior(LossModel):
+    """A member fitted with :data:`GAIN_PRIOR` as one more (virtual) point.
+
+    The prior is linear in the coefficients (``G~^2 f(eta_max) = h0 L``), so it joins the
+    bounded linear solve of variable projection as one row ``[0, 0, f(eta_max; theta)]``
+    with target ``h0 L``; its point weight sets its strength relative to the data.
+    """
+
+    has_surrogate = False
+
+    def __init__(self, member: PowerBound, eta_max: float) -> None:
+        self.member = member
+        self.eta_max = np.array([eta_max])
+        self.name = member.name
+        self.coefs = member.coefs
+        self.shape = member.shape
+
+    def prepare(self, lr, steps, grad_sq=None):  # pragma: no cover - the forecaster prepares the member
+        raise NotImplementedError("prepare the wrapped member")
+
+    def basis(self, theta: FloatArray, prep: ConvexPrep) -> FloatArray:
+        phi = self.member.search_basis(theta, prep)
+        row = np.zeros((1, phi.shape[1]))
+        row[0, 2] = self.member.effective_lr(self.eta_max, float(theta[1]))[0]
+        return np.vstack([phi, row])
+
+
+def _noise(y: FloatArray) -> float:
+    """Relative noise of one point: the robust spread of successive log-differences / sqrt 2."""
+    if y.size < 4:
+        return float("nan")
+    d = np.diff(np.log(y))
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2.0))
+
+
+def _pool(steps: IntArray, y: FloatArray, k: int) -> tuple[IntArray, FloatArray]:
+    """Medians of ``k`` consecutive points, at their middle step (the last group may be shorter)."""
+    n = y.size
+    if k <= 1 or n < 2 * k:
+        return steps, y
+    cut = np.arange(0, n, k)
+    ys = np.array([np.median(y[i:i + k]) for i in cut])
+    ss = np.array([steps[min(i + (min(k, n - i) - 1) // 2, n - 1)] for i in cut], dtype=np.int64)
+    return ss, ys
+
+
+def _concat(a: ConvexPrep, b: ConvexPrep) -> ConvexPrep:
+    """Two preparations of one model at consecutive step ranges, as one."""
+    return ConvexPrep(b.lr, np.concatenate([a.steps, b.steps]), b.grad_sq, b.p_nodes,
+                      np.concatenate([a.log_a, b.log_a], axis=1), np.concatenate([a.log_b, b.log_b], axis=1))
+
+
+class Forecaster:
+    """The final loss of a run in progress, updated as losses arrive.
+
+    Parameters
+    ----------
+    lr : array_like, shape (T,)
+        The *whole planned* schedule ``eta_1 .. eta_T`` (``lr[i]`` is the LR of update
+        ``i + 1``), finite and >= 0, with a positive LR somewhere after the burn-in.
+    level : float
+        Level of the interval, in (0, 1).
+    noisy : bool or None
+        True for training losses (noisy), False for validation losses, None to decide from
+        the data (relative noise above ``NOISY_ABOVE``).
+
+    Examples
+    --------
+    >>> fc = Forecaster(lr)                       # doctest: +SKIP
+    >>> for step, loss in logged: fc.update(step, loss)
+    >>> print(fc.forecast())
+    """
+
+    def __init__(self, lr: ArrayLike, *, level: float = 0.9, noisy: bool | None = None) -> None:
+        x = V.as_vector(lr, "lr")
+        V.check_values(x, "lr")
+        self.T = int(x.shape[0])
+        self.level = V.check_scalar(level, "level")
+        if not 0.0 < self.level < 1.0:
+            raise ValueError(f"level = {level!r} must lie in (0, 1), e.g. 0.9 for a 90% interval")
+        if noisy is not None and not isinstance(noisy, (bool, np.bool_)):
+            raise TypeError(f"noisy must be True, False or None, got {noisy!r}")
+        self.noisy_option = None if noisy is None else bool(noisy)
+        self._lr = x
+        self._eta_max = float(x.max())
+        self._burn = int(BURN_FRAC * self.T)
+        positive = np.flatnonzero(x > 0)
+        if positive.size == 0 or positive[-1] + 1 <= self._burn:
+            raise ValueError("lr has no positive learning rate after the first "
+                             f"{100 * BURN_FRAC:g}% of the run (steps 1..{self._burn}); pass the whole planned schedule")
+        # a step with eta = 0 does not move the iterate: its loss is that after the last positive LR
+        self._moved = np.maximum.accumulate(np.where(x > 0, np.arange(1, self.T + 1), 0))
+        self._steps: list[int] = []
+        self._losses: list[float] = []
+        self.diverged: tuple[int, float] | None = None
+        self._members = _members()
+        self._prep: list[ConvexPrep | None] = [None, None]  # per member, at self._prepared steps
+        self._prepared = np.empty(0, dtype=np.int64)
+        self._grid_prep: list[ConvexPrep] | None = None
+        self._theta: list[FloatArray | None] = [None, None]
+        self._restart_at = 0
+        self._search_at = 0
+        self._cached: Forecast | None = None
+
+    # -- data ---------------------------------------------------------------
+
+    @property
+    def step(self) -> int:
+        """The last logged step (0 before any)."""
+        return self._steps[-1] if self._steps else 0
+
+    @property
+    def n(self) -> int:
+        """How many losses have been logged."""
+        return len(self._steps)
+
+    def update(self, step: int | ArrayLike, loss: float | ArrayLike) -> None:
+        """Add the loss(es) logged at step(s) ``step`` (1-based updates done, increasing).
+
+        A non-finite loss marks the run as diverged at that step: the forecast then says so
+        instead of forecasting from the steps before it.
+        """
+        s = np.atleast_1d(np.asarray(step))
+        y = np.atleast_1d(np.asarray(loss))
+        if s.ndim != 1 or y.ndim != 1 or s.shape != y.shape:
+            raise ValueError(f"step and loss must be two scalars or two 1-D arrays of one length, "
+                             f"got shapes {s.shape} and {y.shape}")
+        if s.dtype.kind == "b" or s.dtype.kind not in "iuf":
+            raise TypeError(f"step must be whole numbers (the count of updates done), got dtype {s.dtype}")
+        if y.dtype.kind == "b" or y.dtype.kind not in "iuf":
+            raise TypeError(f"loss must be numbers, got dtype {y.dtype}")
+        if s.dtype.kind == "f":
+            bad = ~np.isfinite(s) | (s != np.round(s))
+            if bad.any():
+                j = int(np.argmax(bad))
+                raise ValueError(f"step[{j}] = {float(s[j])!r} is not a whole number; steps count updates")
+        s = s.astype(np.int64)
+        y = y.astype(np.float64)
+        prev = self.step
+        for j, (sj, yj) in enumerate(zip(s.tolist(), y.tolist())):
+            if sj < 1 or sj > self.T:
+                raise ValueError(f"step {sj} lies outside 1..T = 1..{self.T} (the length of lr); pass the whole "
+                                 "planned schedule as lr, one LR per update")
+            if sj <= prev:
+                raise ValueError(f"steps must increase: step {sj} comes after step {prev}")
+            if math.isfinite(yj) and yj <= 0:
+                raise ValueError(f"loss {yj!r} at step {sj} is not positive; the forecaster's models are fitted on "
+                                 "relative errors of positive losses")
+            prev = sj
+        for sj, yj in zip(s.tolist(), y.tolist()):
+            if not math.isfinite(yj):
+                if self.diverged is None:
+                    self.diverged = (int(sj), float(yj))
+                continue
+            self._steps.append(int(sj))
+            self._losses.append(float(yj))
+        if s.size:
+            self._cached = None
+
+    # -- fitting ------------------------------------------------------------
+
+    def _prepare_steps(self, steps: IntArray) -> None:
+        """Extend the members' preparations to ``steps`` (already-prepared steps are kept)."""
+        new = steps[steps > (self._prepared[-1] if self._prepared.size else 0)]
+        if new.size == 0:
+            return
+        top = int(new[-1])
+        for i, m in enumerate(self._members):
+            p = m.prepare(self._lr[:top], new)
+            self._prep[i] = p if self._prep[i] is None else _concat(self._prep[i], p)
+        self._prepared = np.concatenate([self._prepared, new])
+
+    def _grid(self) -> tuple[IntArray, list[ConvexPrep]]:
+        steps = np.unique(np.linspace(self._burn + 1, self.T, GRID).round().astype(np.int64))
+        steps = np.unique(self._moved[steps - 1])
+        steps = steps[steps > 0]
+        if self._grid_prep is None:
+            self._grid_prep = [m.prepare(self._lr, steps) for m in self._members]
+        return steps, self._grid_prep
+
+    def _decline(self, reason: str, noisy: bool = False, noise: float = float("nan"), n: int = 0) -> Forecast:
+        return Forecast(self.T, self.step, self.level, None, None, None, np.empty(0, np.int64), np.empty(0),
+                        reason, noisy, noise, n, self.diverged)
+
+    def forecast(self) -> Forecast:
+        """The forecast as of the last logged step (cached until the next update)."""
+        if self._cached is None:
+            self._cached = self._forecast()
+        return self._cached
+
+    def _forecast(self) -> Forecast:
+        if self.diverged is not None:
+            s, v = self.diverged
+            return self._decline(f"the run diverged: its loss is {v} at step {s}; a diverged run has no final loss "
+                                 "to forecast (restart from a checkpoint before it, with a smaller LR)")
+        steps = np.asarray(self._steps, dtype=np.int64)
+        y = np.asarray(self._losses, dtype=np.float64)
+        keep = steps > self._burn
+        steps, y = steps[keep], y[keep]
+        first = self._burn + 1
+        if steps.size < MIN_POINTS:
+            return self._decline(f"too few losses after the early transient: {steps.size} logged after step "
+                                 f"{self._burn} (the first {100 * BURN_FRAC:g}% of the run, not fitted), "
+                                 f"{MIN_POINTS} needed; forecasts start once {MIN_POINTS} losses after step {first} "
+                                 "are logged", n=int(steps.size))
+        noise = _noise(y)
+        noisy = noise > NOISY_ABOVE if self.noisy_option is None else self.noisy_option
+        if noisy:
+            steps, y = _pool(steps, y, POOL)
+            if steps.size < MIN_POINTS:
+                return self._decline(f"too few losses after the early transient for noisy losses: {steps.size} pooled "
+                                     f"points (medians of {POOL}), {MIN_POINTS} needed", True, noise, int(keep.sum()))
+        eff = self._moved[steps - 1]  # zero-LR steps take the loss after the last positive LR
+        uniq, inv = np.unique(eff, return_inverse=True)
+        self._prepare_steps(uniq)
+        idx = np.searchsorted(self._prepared, uniq)
+        grid, gpreps = self._grid()
+        nz = noise if math.isfinite(noise) else 0.0
+        factor = max(1.0, nz / PRIOR_NOISE)
+        lr_seen = self._lr[uniq - 1]
+        decay = 1.0 - float(lr_seen[-1]) / float(lr_seen.max())  # how far the LR has come down from its peak
+        restart = uniq.size >= RESTART_GROWTH * self._restart_at
+        search = restart or uniq.size >= SEARCH_GROWTH * self._search_at
+        if restart:
+            self._restart_at = uniq.size
+        if search:
+            self._search_at = uniq.size
+        preds_T, curves, now, params = [], [], [], {}
+        rms = []
+        for i, m in enumerate(self._members):
+            p = self._prep[i]
+            sub = ConvexPrep(p.lr, p.steps[idx], p.grad_sq, p.p_nodes, p.log_a[:, idx], p.log_b[:, idx])
+            # one point per distinct effective step: the mean of the losses mapped to it
+            yy = np.bincount(inv, weights=y) / np.bincount(inv)
+            if search or self._theta[i] is None:
+                mw = _with_prior_weight(m, factor)
+                start = None if restart or self._theta[i] is None else self._theta[i]
+            else:  # between searches: the previous shape, coefficients re-solved
+                mw, start = _fixed_shape(m, self._theta[i]), None
+            kappa = uniq.size * (max(PRIOR_NOISE, nz) / (GAIN_PRIOR[1] * (1.0 + GAIN_YIELD * decay))) ** 2
+            target = GAIN_PRIOR[0] * float(np.median(yy[-POOL:]))
+            try:
+                res = fit_separable(_GainPrior(mw, self._eta_max), [sub], [np.append(yy, target)],
+                                    [np.ones(uniq.size + 1, bool)], start=start, exact=False,
+                                    point_weights=[np.append(np.ones(uniq.size), kappa)])
+            except ValueError as e:
+                return self._decline(f"the loss model cannot be fitted to these losses ({e})", noisy, noise,
+                                     int(keep.sum()))
+            self._theta[i] = res.theta
+            full = np.concatenate([res.theta, res.coefs])
+            gp = gpreps[i]
+            if len(gp.exact) > 1:  # keep the exact terms of the latest shape only
+                gp.exact = {q: v for q, v in gp.exact.items() if q == float(res.theta[1])}
+            curve = m.basis(res.theta, gp) @ res.coefs  # exact terms: one O(T) pass per new shape
+            curves.append(curve)
+            fitted = m.search_basis(res.theta, sub) @ res.coefs
+            rms.append(float(np.sqrt(np.mean((fitted / yy - 1.0) ** 2))))
+            now.append(float(fitted[-1]))
+            preds_T.append(float(curve[-1]))
+            params.update({f"{m.name}:{k}": float(v) for k, v in zip(m.param_names, full)})
+        curve = np.mean(curves, axis=0)
+        pred = float(curve[-1])
+        if not (math.isfinite(pred) and np.all(np.isfinite(curve))):
+            return self._decline("the fitted model is not finite at the forecast steps (check the schedule)",
+                                 noisy, noise, int(keep.sum()))
+        misfit = float(np.mean(rms))
+        if misfit > POOR_RATIO * nz + POOR_FLOOR:
+            return self._decline(f"poor fit: the model misses the logged losses by {100 * misfit:.2g}% RMS (their "
+                                 f"noise is {100 * nz:.2g}%); the curve does not look like a loss curve under this "
+                                 "schedule (check that lr is the schedule the run uses)", noisy, noise, int(keep.sum()))
+        drop = abs(pred - float(np.mean(now))) / pred
+        spread = abs(preds_T[0] - preds_T[1]) / pred
+        noise_T = 0.0
+        if noisy:  # the final loss is the mean of the last FINAL_FRAC of the logged losses
+            every = max(1.0, float(np.median(np.diff(np.asarray(self._steps)))) if self.n > 1 else 1.0)
+            noise_T = nz / math.sqrt(max(1.0, FINAL_FRAC * self.T / every))
+        z = NormalDist().inv_cdf(0.5 + self.level / 2.0) / NormalDist().inv_cdf(0.95)
+        # the interval's formula at every step of the curve (its last entry is the final loss's)
+        halves = z * np.sqrt((K_DROP * np.abs(curve - float(np.mean(now))) / curve) ** 2
+                             + (K_SPREAD * np.abs(curves[0] - curves[1]) / curve) ** 2 + MODEL_FLOOR ** 2 + noise_T ** 2)
+        half = float(halves[-1])
+        if half > MAX_HALF_WIDTH:
+            return self._decline(f"the data cannot tell: the {100 * self.level:g}% interval would be +-{100 * half:.0f}% "
+                                 f"of the forecast (the model still extrapolates a {100 * drop:.0f}% drop); "
+                                 "more of the run is needed", noisy, noise, int(keep.sum()))
+        after = grid > self.step
+        return Forecast(self.T, self.step, self.level, pred, pred * (1.0 - half), pred * (1.0 + half),
+                        grid[after], curve[after], None, bool(noisy), noise, int(keep.sum()), None, params,
+                        drop, spread, noise_T, (curve * (1.0 - halves))[after], (curve * (1.0 + halves))[after])
+
+
+def forecast(lr: ArrayLike, steps: ArrayLike, losses: ArrayLike, *, level: float = 0.9,
+             noisy: bool | None = None) -> Forecast:
+    """Forecast the final loss of a run from the losses logged so far.
+
+    Parameters
+    ----------
+    lr : array_like, shape (T,)
+        The whole planned schedule ``eta_1 .. eta_T`` (not just the steps done so far).
+    steps, losses : array_like
+        The 1-based steps logged so far (increasing, <= T) and their losses; a non-finite
+        loss marks the run as diverged.
+    level : float
+        Level of the interval.
+    noisy : bool or None
+        Training (noisy) or validation losses; None decides from the data.
+
+    Returns
+    -------
+    Forecast
+        ``loss``, ``low``, ``high`` at step ``T`` and the predicted curve, or a ``reason``.
+    """
+    fc = Forecaster(lr, level=level, noisy=noisy)
+    fc.update(steps, losses)
+    return fc.forecast()
+
+
+#: ``forecast_log`` refuses a planned schedule that differs from the log's own LR by more than this
+#: (relative) at the last step the log knows: it is then not the schedule the run follows.
+SCHEDULE_RTOL = 0.02
+
+
+def forecast_log(log: Any, lr: ArrayLike | None = None, *, level: float = 0.9, noisy: bool | None = None,
+                 until: int | None = None) -> Forecast:
+    """Forecast a run in progress from its log (:func:`cdfast.io.read_log`).
+
+    Parameters
+    ----------
+    log : cdfast.io.TrainingLog
+        The run's log so far.
+    lr : array_like, optional
+        The whole planned schedule ``eta_1 .. eta_T``.  Needed when the log does not know
+        its schedule to the end (``log.unfinished``: e.g. a Hugging Face run read before
+        ``max_steps``, whose LRs after the last logged one are unknown); otherwise the log's
+        own (e.g. rebuilt from a W&B config).  The forecast uses the log's LRs up to the
+        last step it knows (``log.lr_known_steps``) and the planned schedule after it; the
+        two must agree at that step (within ``SCHEDULE_RTOL``), or the plan is not the
+        run's and a ValueError says so.
+    level, noisy :
+        As in :class:`Forecaster`.
+    until : int, optional
+        Use only the losses logged at steps <= ``until`` (a forecast as of an earlier
+        point of the run).
+
+    Returns
+    -------
+    Forecast
+    """
+    steps, losses = np.asarray(log.steps), np.asarray(log.loss)
+    diverged = getattr(log, "divergence", None)
+    if lr is None:
+        if log.lr is None:
+            raise ValueError(f"run {log.name!r}: the log records no learning rate; give the whole planned schedule "
+                             "(lr=, or on the command line --schedule NAME --steps T --peak-lr X, or --lr-file FILE)")
+        if log.unfinished:
+            raise ValueError(f"run {log.name!r} looks unfinished: its last logged LR is at step {log.lr_known_steps} "
+                             f"of T = {log.T}, so the LRs after it are unknown; give the whole planned schedule "
+                             "(lr=, or on the command line --schedule NAME --steps T --peak-lr X, or --lr-file FILE)")
+        x = np.asarray(log.lr, dtype=np.float64)
+    else:
+        x = V.as_vector(lr, "lr")
+        V.check_values(x, "lr")
+        if steps.size and steps[-1] > x.shape[0]:
+            raise ValueError(f"lr has {x.shape[0]} steps but the log has a loss at step {steps[-1]}; the planned "
+                             "schedule must cover the whole run (--steps T >= the last logged step)")
+        if log.lr is not None:  # the run's own LRs up to the last it knows, the plan after it
+            known = min(log.lr_known_steps, x.shape[0])
+            have, want = float(log.lr[known - 1]), float(x[known - 1])
+            if abs(want - have) > SCHEDULE_RTOL * max(abs(have), 1e-3 * float(log.lr[:known].max())):
+                raise ValueError(f"the planned schedule gives LR {want:.6g} at step {known}, where run {log.name!r} "
+                                 f"logged {have:.6g}; give the schedule the run uses (check the peak LR, warmup and "
+                                 "horizon)")
+            x = np.concatenate([np.asarray(log.lr[:known], dtype=np.float64), x[known:]])
+    if until is not None:
+        keep = steps <= int(until)
+        steps, losses = steps[keep], losses[keep]
+    if diverged is not None and (until is None or diverged[0] <= until):
+        keep = steps < diverged[0]  # the run is reported as diverged at its step, never truncated silently
+        steps = np.append(steps[keep], diverged[0])
+        losses = np.append(losses[keep], diverged[1])
+    fc = Forecaster(x, level=level, noisy=noisy)
+    fc.update(steps, losses)
+    return fc.forecast()
