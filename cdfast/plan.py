@@ -647,7 +647,7 @@ def plan_schedule(
     best_i = int(np.argmin([v for _, _, v, _ in schedules]))
     reps = None
     if n_boot:
-        from .fit import _predict_replicates, _replicates
+        from .models._curvefit import _predict_replicates, _replicates
 
         refits = _replicates(fit, n_boot, seed)
         reps = [_predict_replicates(fit, refits, lr_s, np.array([T], dtype=np.int64), None)[:, -1]

@@ -374,7 +374,7 @@ def test_from_step_needs_the_log(bound_fit):
 
 
 def test_differences_come_from_the_same_refits(bound_fit, bound_plan):
-    from cdfast.fit import _predict_replicates, _replicates
+    from cdfast.models._curvefit import _predict_replicates, _replicates
 
     refits = _replicates(bound_fit, 40, 0)  # cached with the fit: the very refits the plan used
     at = np.array([T_PLAN])
