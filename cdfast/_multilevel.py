@@ -52,6 +52,7 @@ COARSE_T = 1 << 13  # horizon of the coarse levels when T is longer (one evaluat
 KNOT_LEVELS = (16, 32, 64, 128, 256)
 LONG_T = 1 << 17  # horizons above it get at most LONG_EVALS iterations per level
 LONG_EVALS = 40
+MID_EVALS = 150  # iterations per level at the horizons between COARSE_T and T
 FULL_M = 4096  # up to this many planned steps the last level has a knot at every step
 COARSE_FTOL = 1e-9  # relative reduction at which a level below the finest stops
 
@@ -307,7 +308,12 @@ def solve(T: int, objective_at: Callable[[int], Objective], *, prefix: FloatArra
         prob.scale = abs(f0) if math.isfinite(f0) and f0 != 0.0 else 1.0
         t0 = time.perf_counter()
         # an evaluation at a long horizon costs O(T): the levels there only polish
-        budget = maxiter if Th <= COARSE_T or Th == T <= LONG_T else min(maxiter, LONG_EVALS)
+        if Th <= COARSE_T or Th == T <= LONG_T:
+            budget = maxiter
+        elif Th < T:  # a stepping stone: converged well enough to extrapolate from
+            budget = min(maxiter, MID_EVALS)
+        else:
+            budget = min(maxiter, LONG_EVALS)
         with one_blas_thread():
             res = sopt.minimize(prob.fun, x0, jac=True, method="L-BFGS-B", bounds=prob.bounds(),
                                 options=dict(maxiter=budget, maxfun=budget + budget // 4,

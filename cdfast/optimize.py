@@ -859,7 +859,7 @@ def _multilevel(prob: _Problem, prefix, max_step, peak_range, maxiter, tol, cons
         prev = [v for (h, n), v in found.items() if n == name]
         u0 = prev[-1] if prev else 0.5 * (ulo + uhi)
         # from the peak found at a shorter horizon: a few O(T) evaluations at a long one
-        u, f = _peak_search(fg, ulo, uhi, u0, max_evals=30 if not prev else 10 if Th <= ML.LONG_T else 5)
+        u, f = _peak_search(fg, ulo, uhi, u0, max_evals=30 if not prev else 10)
         found[(Th, name)] = u
         return lr_of(math.exp(u)), f
 

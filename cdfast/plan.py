@@ -413,23 +413,35 @@ def _final(fit: Any, lr: FloatArray) -> float:
 def _best_peak(fit: Any, shape: FloatArray, lo: float, hi: float) -> tuple[float, float, str]:
     """(peak, loss, edge): the peak LR minimising the predicted final loss of ``peak * shape``.
 
-    A log-spaced grid over [lo, hi] (``_GRID_PER_DECADE`` per decade), then bounded Brent
-    between the grid minimum's neighbours.  The convex-bound models' final loss is
-    ``L_inf + c1 eta^-a + c2 eta^p`` in the peak LR ``eta``: unimodal in ``log eta``.
+    A log-spaced grid over [lo, hi] (``_GRID_PER_DECADE`` per decade), then false position
+    on the slope between the grid minimum's neighbours (:func:`cdfast.optimize._peak_search`).
+    The convex-bound models' final loss is ``L_inf + c1 eta^-a + c2 eta^p`` in the peak LR
+    ``eta``: unimodal in ``log eta``.  Evaluations are the model's O(T) ``value_and_grad``
+    (the slope in ``log eta`` is ``eta * grad . shape``); the loss reported is ``fit.predict``.
     """
+    from .optimize import _peak_search
+
+    def fg(u: float) -> tuple[float, float]:
+        eta = math.exp(u)
+        f, g = fit.value_and_grad(eta * shape)
+        f = float(f)
+        if not math.isfinite(f):
+            return math.inf, 0.0
+        g = np.asarray(g, dtype=np.float64)
+        g[shape == 0.0] = 0.0  # an LR of 0 never moves (the ramp's first step); eta^p has an infinite slope there
+        return f, eta * float(np.dot(g, shape))
+
     u_lo, u_hi = math.log(lo), math.log(hi)
     n = max(9, int(math.ceil(_GRID_PER_DECADE * (u_hi - u_lo) / math.log(10.0))) + 1)
     grid = np.linspace(u_lo, u_hi, n)
-    vals = np.array([_final(fit, math.exp(u) * shape) for u in grid])
+    vals = np.array([fg(u)[0] for u in grid])
     if not np.isfinite(vals).any():
         raise ValueError("the fitted model's predicted final loss is infinite at every peak LR searched")
     k = int(np.argmin(vals))
-    a, b = grid[max(k - 1, 0)], grid[min(k + 1, n - 1)]
-    res = sopt.minimize_scalar(lambda u: _final(fit, math.exp(u) * shape), bounds=(a, b), method="bounded",
-                               options={"xatol": _XATOL})
-    u, v = (float(res.x), float(res.fun)) if res.fun <= vals[k] else (float(grid[k]), float(vals[k]))
+    u, _ = _peak_search(fg, grid[max(k - 1, 0)], grid[min(k + 1, n - 1)], float(grid[k]), max_evals=30,
+                        xtol=_XATOL)
     edge = "<" if u - u_lo < 1e-3 else ">" if u_hi - u < 1e-3 else ""
-    return math.exp(u), v, edge
+    return math.exp(u), _final(fit, math.exp(u) * shape), edge
 
 
 def _interval(fit: Any, lr: FloatArray, level: float, n_boot: int, seed: int | None) -> tuple[float, float]:
