@@ -653,7 +653,8 @@ def plan_schedule(
     lr = np.array(res.lr, dtype=np.float64)
     if prefix is not None:
         lr[:from_step] = prefix  # the run's own LRs, bit for bit
-    schedules.append(("optimal", lr, _final(fit, lr), ""))
+    edge = "" if prefix is not None else "<" if lr[W] <= lo * (1 + 1e-9) else ">" if lr[W] >= hi * (1 - 1e-9) else ""
+    schedules.append(("optimal", lr, _final(fit, lr), edge))
 
     # intervals and paired differences from one set of bootstrap refits
     best_i = int(np.argmin([v for _, _, v, _ in schedules]))
