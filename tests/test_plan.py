@@ -392,3 +392,23 @@ def test_differences_come_from_the_same_refits(bound_fit, bound_plan):
     same = [s.name for s in bound_plan.schedules if s is not best and not s.distinguishable]
     assert ("cannot tell" in text) == bool(same)
     assert "interval of the difference" in text
+
+
+def test_runs_at_several_peaks_bound_the_peak_by_their_range():
+    T_run, W_run = 300, 20
+    shape = _ramp_then(S.cosine(T_run - W_run), W_run)
+    steps = np.arange(10, T_run + 1, 10)
+    lrs, losses = [], []
+    for peak in (0.01, 0.03):
+        lr = peak * shape
+        a = np.array([0.5 / lr[:s].sum() for s in steps])  # a loss that falls with the LR area, as the models do
+        lrs.append(lr)
+        losses.append(2.0 + 0.4 * a ** 0.45 + 0.02 * np.array([lr[s - 1] for s in steps]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = cdfast.fit_loss_curves(lrs, [steps, steps], losses)  # the default model: an average of two
+    plan = cdfast.plan_schedule(fit, 400, warmup=W_run, n_boot=0, families=["linear"])
+    assert plan.supported == (0.01, 0.03)
+    for s in plan.schedules:
+        assert 0.01 * (1 - 1e-12) <= s.peak_lr <= 0.03 * (1 + 1e-12)
+    assert "the peak LRs of the fitted runs" in plan.summary()
