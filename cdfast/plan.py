@@ -647,6 +647,11 @@ def plan_schedule(
         res = optimal_schedule(T, model=fit, warmup=W, monotone=bool(monotone), max_step=ms if monotone else None,
                                peak_range=(lo, hi) if monotone else None, tol=1e-10 if monotone else None,
                                progress=progress)
+        top = float(np.max(res.lr))
+        if not monotone and not extrapolate and not lo * (1 - 1e-9) <= top <= hi * (1 + 1e-9):
+            raise ValueError(f"monotone=False optimises every LR with a free peak, and its optimum peaks at {top:.4g}, "
+                             f"outside {lo:.4g}..{hi:.4g} (what the run supports); keep monotone=True, or pass "
+                             "extrapolate=True (--extrapolate) to accept it, marked as an extrapolation")
     else:
         step = None if ms is None else min(1.0, ms * run_peak / float(prefix[-1]))
         res = optimal_schedule(T, model=fit, prefix=prefix, max_step=step, tol=1e-10, progress=progress)
@@ -668,7 +673,7 @@ def plan_schedule(
     q = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
     planned = []
     for j, (label, lr_s, value, edge) in enumerate(schedules):
-        peak = float(lr_s[W]) if prefix is None else float(prefix[-1])
+        peak = float(lr_s.max()) if prefix is None else float(prefix[-1])
         d_lo = d_hi = math.nan
         if reps is not None and j != best_i:
             with np.errstate(invalid="ignore"):

@@ -360,6 +360,7 @@ def test_from_a_checkpoint_the_run_s_own_lrs_are_kept_bit_for_bit(sample_log):
     (dict(families=[("wsd", {"decay_frac": 2.0})]), ValueError, "decay_frac = 2.0 must lie in"),
     (dict(families=[("wsd", {"nope": 1})]), TypeError, "schedule 'wsd'"),
     (dict(monotone=False), ValueError, "pass smooth=False"),
+    (dict(monotone=False, smooth=False), ValueError, "outside 0.0016..0.0025 .* extrapolate=True"),
     (dict(smooth="yes"), TypeError, "smooth must be True or False"),
 ])
 def test_bad_plan_input_names_the_argument(sample_log, kwargs, exc, match):
