@@ -193,6 +193,16 @@ def _check_grad_sq(grad_sq: Any, T: int) -> FloatArray | None:
     return g
 
 
+def _check_range(rng: Any, name: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in rng)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be (low, high), got {rng!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 < lo <= hi):
+        raise ValueError(f"{name} = {rng!r} must be two finite LRs with 0 < low <= high")
+    return lo, hi
+
+
 def _check_model(model: Any) -> Any:
     if model is None:
         return None
@@ -447,6 +457,8 @@ def _decay_shape(name: str, n: int) -> FloatArray:
         return S.linear(n)
     if name == "cosine":
         return S.cosine(n)
+    if name == "constant":
+        return np.ones(n)
     return S.wsd(n, decay_frac=_WSD_DECAY)
 
 
@@ -506,9 +518,13 @@ def optimal_schedule(
     L_star: float = 0.0,
     knots: int = 2048,
     maxiter: int = 1000,
-    tol: float = 1e-15,
-    method: str = "TNC",
+    tol: float | None = None,
+    method: str | None = None,
     backend: str | None = None,
+    max_step: float | None = None,
+    peak_range: tuple[float, float] | None = None,
+    prefix: ArrayLike | None = None,
+    progress: bool | None = None,
 ) -> OptimalSchedule:
     """The LR sequence minimising the last-iterate bound (or a loss model) under constraints.
 
@@ -538,14 +554,32 @@ def optimal_schedule(
         Size of the coarse stage (0 disables it); used when T - W > 1.5 knots.
     maxiter : int
         Iterations per stage (L-BFGS-B; TNC gets ``10 * maxiter`` evaluations).
-    tol : float
-        Relative-reduction tolerance of the optimiser (scipy's ``ftol``).
-    method : {"TNC", "L-BFGS-B", "auto"}
-        scipy optimiser for every stage; "auto" runs L-BFGS-B and then polishes with TNC.
-        TNC is the default: on these ill-conditioned problems (a warmup ramp tied to the
-        peak, per-step ``grad_sq``) L-BFGS-B stagnates above the optimum
-        (docs/optimal_schedules.md has the measurements).
+    tol : float, optional
+        Relative-reduction tolerance of the optimiser (scipy's ``ftol``; default 1e-15, or
+        1e-12 for the multilevel method, whose levels stop when one gains less than
+        ``100 tol`` relative).
+    method : {None, "multilevel", "TNC", "L-BFGS-B", "auto"}
+        ``"multilevel"`` (the default with a model, ``max_step``, ``peak_range`` or
+        ``prefix``; monotone only): L-BFGS-B on a smooth non-increasing schedule given by
+        a few hundred knots, coarse to fine and short horizon to long (module
+        :mod:`cdfast._multilevel`): seconds at T = 10^6.  The others (default for the bound
+        of eq. (2.4) without those options) optimise every LR: "TNC" (scipy's truncated
+        Newton), "L-BFGS-B", or "auto" (L-BFGS-B then TNC); exact to the last digits at
+        small T, minutes at T = 10^5 (docs/optimal_schedules.md has the measurements).
     backend : {None, "auto", "numba", "c"}
+    max_step : float, optional
+        Largest one-step change of the LR after the warmup, as a fraction of the peak
+        (e.g. 0.01); None: no limit.  Needs ``method="multilevel"``.
+    peak_range : (float, float), optional
+        Bounds of a free peak LR (a trust region); default: a wide range (1e-8 to 100 with
+        a model).
+    prefix : array_like, optional
+        LRs already run (from a checkpoint): ``lr[:len(prefix)]`` is ``prefix`` exactly and
+        only the rest is optimised, non-increasing from ``prefix[-1]`` (then ``warmup`` must
+        be 0 and ``peak_lr`` is not given: the prefix holds both).
+    progress : bool, optional
+        A progress bar (tqdm) over the levels of the multilevel method; None: when stderr
+        is a terminal.
 
     Returns
     -------
@@ -603,12 +637,46 @@ def optimal_schedule(
         raise TypeError(f"monotone must be True or False, got {monotone!r}")
     knots = V.check_int(knots, "knots", 0)
     maxiter = V.check_int(maxiter, "maxiter", 1)
-    tol = V.check_scalar(tol, "tol")
-    if method not in ("TNC", "L-BFGS-B", "auto"):
-        raise ValueError(f"method = {method!r} must be 'TNC', 'L-BFGS-B' or 'auto'")
+    tol = None if tol is None else V.check_scalar(tol, "tol")
+    if method not in (None, "multilevel", "TNC", "L-BFGS-B", "auto"):
+        raise ValueError(f"method = {method!r} must be 'multilevel', 'TNC', 'L-BFGS-B', 'auto' or None")
+    if max_step is not None:
+        max_step = V.check_scalar(max_step, "max_step")
+        if not 0.0 < max_step <= 1.0:
+            raise ValueError(f"max_step = {max_step!r} must lie in (0, 1]: a fraction of the peak LR per step")
+    if peak_range is not None:
+        peak_range = _check_range(peak_range, "peak_range")
+        if peak is not None:
+            raise ValueError("peak_range bounds a free peak; peak_lr fixes it: give one of them")
+    if prefix is not None:
+        prefix = V.as_vector(prefix, "prefix")
+        V.check_values(prefix, "prefix")
+        if not 1 <= prefix.shape[0] < T:
+            raise ValueError(f"prefix has {prefix.shape[0]} LRs; it must have 1 to T - 1 = {T - 1} (at least one "
+                             "step left to plan)")
+        if W or peak is not None:
+            raise ValueError("prefix holds the warmup and the current LR: give warmup=0 and no peak_lr with it")
+        if prefix[-1] <= floor:
+            raise ValueError(f"the last LR of prefix, {prefix[-1]!r}, is not above final_lr = {floor!r}: nothing "
+                             "to decay")
+    if method is None:
+        special = model is not None or max_step is not None or peak_range is not None or prefix is not None
+        method = "multilevel" if special and monotone else "TNC"
+    if method != "multilevel" and (max_step is not None or peak_range is not None or prefix is not None):
+        raise ValueError(f"max_step, peak_range and prefix need method='multilevel' (monotone); got "
+                         f"method={method!r}, monotone={monotone!r}")
+    if method == "multilevel" and not monotone:
+        raise ValueError("method='multilevel' optimises non-increasing schedules (monotone=True); use "
+                         "method='TNC' for monotone=False")
 
+    if tol is None and method != "multilevel":
+        tol = 1e-15
     prob = _Problem(T, W, bool(monotone), peak, floor, gam, D, G, L_star, model, backend)
     constraints = dict(D=D, G=G, L_star=L_star, knots=knots, grad_sq=gam is not None)
+    if method == "multilevel":
+        constraints.update(max_step=max_step, peak_range=peak_range, prefix=None if prefix is None else prefix.shape[0])
+        return _multilevel(prob, prefix, max_step, peak_range, maxiter, 1e-12 if tol is None else tol, constraints,
+                           t_start, progress)
 
     # Candidates at full resolution: the standard decays under the same constraints.
     base_lr = {name: _baseline(prob, name) for name in BASELINES}
@@ -656,6 +724,185 @@ def optimal_schedule(
             best = (st.objective, x0)
     lr = prob.lr_from_x(best[1])
     return _result(prob, lr, tuple(stages), baselines, constraints, t_start, stages[-1].message)
+
+
+def _objective_at(prob: _Problem, T: int):
+    """lr -> (value, gradient) of what ``prob`` minimises at horizon T (the model, or eq. (2.4))."""
+
+    def f(lr: FloatArray) -> tuple[float, FloatArray]:
+        if prob.model is not None:
+            val, grad = prob.model.value_and_grad(lr)
+            grad = np.array(grad, dtype=np.float64)
+            if grad.shape != (lr.shape[0],):
+                raise ValueError(f"model.value_and_grad returned a gradient of shape {grad.shape}; "
+                                 f"expected ({lr.shape[0]},)")
+            # an LR of 0 (the ramp's first step) is never varied; a model on eta^p has an infinite slope there
+            grad[lr == 0.0] = 0.0
+            val = float(val)
+            if math.isfinite(val) and not np.isfinite(grad).all():
+                raise ValueError("model.value_and_grad returned a non-finite gradient at a feasible schedule")
+            return val, grad
+        d2, g2 = prob.D * prob.D, prob.G * prob.G
+        gam = prob.gam if T == prob.T else None
+        a, b, grad = _grad_kernel(lr, gam, d2, g2, prob.backend, "optimal_schedule")
+        return prob.L_star + d2 * a + g2 * b, grad
+
+    return f
+
+
+def _peak_search(fg, ulo: float, uhi: float, u0: float, max_evals: int = 14, xtol: float = 1e-4):
+    """(u, f) minimising ``f(u)`` (unimodal) on [ulo, uhi] from ``u0``; ``fg(u) -> (f, df/du)``.
+
+    Steps downhill (doubling) until the slope changes sign, then false position (Illinois)
+    on the slope: a handful of evaluations, each one O(T) pass.
+    """
+    u0 = min(max(u0, ulo), uhi)
+    f0, d0 = fg(u0)
+    best = (f0, u0)
+    if not math.isfinite(f0):
+        raise ValueError("the objective is infinite at the starting peak LR")
+    evals, step = 1, 0.25
+    a, da = u0, d0
+    b = db = None
+    direction = -1.0 if d0 > 0 else 1.0
+    while evals < max_evals and d0 != 0.0:
+        u1 = min(max(a + direction * step, ulo), uhi)
+        if u1 == a:
+            return best[1], best[0]  # at the end of the range, still downhill
+        f1, d1 = fg(u1)
+        evals += 1
+        if not math.isfinite(f1):
+            b, db = u1, direction * math.inf
+            break
+        if f1 < best[0]:
+            best = (f1, u1)
+        if (d1 > 0) == (d0 > 0) and d1 != 0.0 and f1 <= f0:
+            a, da, f0, step = u1, d1, f1, step * 2.0
+            continue
+        b, db = u1, d1
+        break
+    side = 0
+    while b is not None and evals < max_evals and abs(b - a) > xtol:
+        if math.isfinite(db) and db != da:
+            u = b - db * (b - a) / (db - da)
+            if not min(a, b) < u < max(a, b):
+                u = 0.5 * (a + b)
+        else:
+            u = 0.5 * (a + b)
+        f, d = fg(u)
+        evals += 1
+        if not math.isfinite(f):
+            b, db = u, direction * math.inf
+            continue
+        if f < best[0]:
+            best = (f, u)
+        if d == 0.0:
+            break
+        if (d > 0) == (da > 0):
+            a, da = u, d
+            if side == -1 and math.isfinite(db):
+                db *= 0.5
+            side = -1
+        else:
+            b, db = u, d
+            if side == 1:
+                da *= 0.5
+            side = 1
+    return best[1], best[0]
+
+
+def _multilevel(prob: _Problem, prefix, max_step, peak_range, maxiter, tol, constraints, t_start,
+                progress) -> OptimalSchedule:
+    from . import _multilevel as ML
+    from ._progress import Progress
+
+    T, W, floor = prob.T, prob.W, prob.floor
+    if peak_range is None and prob.peak is None and prefix is None:
+        if prob.model is None:
+            c = prob.D / (prob.G * math.sqrt(T * (1.0 if prob.gam is None else float(np.mean(prob.gam)))))
+            peak_range = (c * 1e-6, c * 1e6)
+        else:
+            peak_range = (1e-8, 1e2)
+    rng = peak_range or (1.0, 1.0)
+    coarsen = prob.gam is None
+    found: dict[tuple[int, str], float] = {}  # best peak of each baseline by horizon
+
+    def baseline(Th: int, Wh: int, name: str) -> tuple[FloatArray, float]:
+        """The named decay at horizon Th after the warmup (or prefix), at its best peak in the range."""
+        objective = _objective_at(prob, Th)
+        a = prefix.shape[0] if prefix is not None else Wh
+        s = _decay_shape(name, Th - a)
+        ramp = np.arange(Wh, dtype=np.float64) / Wh if Wh else None
+
+        def lr_of(peak: float) -> FloatArray:
+            lr = np.empty(Th)
+            if prefix is not None:
+                lr[:a] = prefix
+            elif Wh:
+                lr[:Wh] = peak * ramp
+            lr[a:] = floor + (peak - floor) * s
+            return lr
+
+        fixed = prefix[-1] if prefix is not None else prob.peak
+        if fixed is not None:
+            lr = lr_of(float(fixed))
+            return lr, objective(lr)[0]
+
+        def fg(u: float) -> tuple[float, float]:
+            peak = math.exp(u)
+            lr = lr_of(peak)
+            f, g = objective(lr)
+            d = float(np.dot(g[a:], s)) + (float(np.dot(g[:Wh], ramp)) if Wh else 0.0)
+            return f, d * peak
+
+        ulo, uhi = math.log(rng[0]), math.log(rng[1])
+        prev = [v for (h, n), v in found.items() if n == name]
+        u0 = prev[-1] if prev else 0.5 * (ulo + uhi)
+        # from the peak found at a shorter horizon: a few O(T) evaluations at a long one
+        u, f = _peak_search(fg, ulo, uhi, u0, max_evals=30 if not prev else 10)
+        found[(Th, name)] = u
+        return lr_of(math.exp(u)), f
+
+    def start(Th: int, Wh: int) -> FloatArray:
+        # from a checkpoint, holding the LR is a candidate too (an LR already below the best one is best held)
+        got = [baseline(Th, Wh, name) for name in BASELINES + (("constant",) if prefix is not None else ())]
+        return min(got, key=lambda v: v[1])[0]
+
+    n_levels = len(ML.KNOT_LEVELS) + 3
+    with Progress("optimal schedule", total=n_levels, enabled=progress) as bar:
+        lr, records = ML.solve(T, lambda Th: _objective_at(prob, Th), prefix=prefix, warmup=W, floor=floor,
+                               peak=prob.peak, peak_range=rng, max_step=max_step, start=start, tol=tol,
+                               level_tol=max(100.0 * tol, 1e-10), maxiter=maxiter, coarsen=coarsen, progress=bar)
+        base = {name: baseline(T, W, name) for name in BASELINES}
+    objective = _objective_at(prob, T)
+    value = objective(lr)[0]
+    message = records[-1]["message"] if records else "no levels"
+    best = min(base, key=lambda n: base[n][1])
+    if base[best][1] < value and _feasible(base[best][0], W if prefix is None else prefix.shape[0], max_step):
+        lr, value, message = base[best][0], base[best][1], f"the {best} baseline: no level improved on it"
+    stages = tuple(Stage(r["name"], r["variables"], r["iterations"], r["evaluations"], r["objective"],
+                         r["grad_norm"], r["converged"], r["message"], r["seconds"]) for r in records)
+    from .bounds import bound_terms
+
+    a, b = bound_terms(lr, prob.gam, prob.backend)
+    full = [s for s in stages if s.name.startswith(f"T={T} ")]
+    last = full[-1] if full else None
+    return OptimalSchedule(
+        lr=lr, value=value, bound=prob.L_star + prob.D * prob.D * a + prob.G * prob.G * b,
+        peak_lr=float(lr[W]) if prefix is None else float(prefix[-1]),
+        converged=bool(last is not None and (last.converged or len(full) > 1)),
+        iterations=sum(s.iterations for s in stages), evaluations=sum(r["evaluations"] for r in records),
+        grad_norm=last.grad_norm if last else 0.0, message=message, stages=stages,
+        baselines={n: v[1] for n, v in base.items()}, T=T, warmup=W, monotone=True, final_lr=floor,
+        fixed_peak=prob.peak is not None or prefix is not None,
+        objective="model" if prob.model is not None else "bound", seconds=time.perf_counter() - t_start,
+        constraints=constraints)
+
+
+def _feasible(lr: FloatArray, a: int, max_step: float | None) -> bool:
+    if max_step is None:
+        return True
+    return float(np.max(np.abs(np.diff(lr[max(a - 1, 0):])), initial=0.0)) <= max_step * float(lr.max()) * (1 + 1e-12)
 
 
 def _result(prob: _Problem, lr, stages, baselines, constraints, t_start, message) -> OptimalSchedule:

@@ -51,11 +51,16 @@ __all__ = ["plan_schedule", "SchedulePlan", "PlannedSchedule", "refine_schedule"
 FAMILIES = ("cosine", "wsd", "linear")
 #: default range of the peak-LR search when the run's peak LR is not known
 PEAK_LR_RANGE = (1e-8, 10.0)
-#: default range around the logged run's peak LR (factors), when it is known
+#: range searched around the fitted run's peak LR (factors) with ``extrapolate=True``
 PEAK_LR_FACTORS = (1e-3, 1e3)
+#: trust region around the peak LR of a single fitted run (factors): one run at one peak LR
+#: shows how the loss falls with the steps taken, not how it moves with the peak LR
+TRUST_FACTORS = (0.8, 1.25)
+#: largest one-step LR change of a planned schedule, as a fraction of its peak, when the
+#: warmup ramp's own step (peak / W) is smaller
+MAX_STEP = 0.01
 _GRID_PER_DECADE = 4  # coarse grid of the peak-LR search, then Brent's method between its neighbours
 _XATOL = 1e-7  # Brent's tolerance in log(peak LR)
-_FAR = 4.0  # the summary warns when the best peak LR is this far from the run's
 
 Family = Union[str, tuple[str, Mapping[str, Any]]]
 
@@ -84,6 +89,11 @@ class PlannedSchedule:
     edge : str
         ``"<"`` or ``">"`` when a family's best peak LR lies at the low or high end of the
         searched range (the minimum is outside it), else ``""``.
+    delta, delta_lo, delta_hi : float
+        Predicted final loss minus the best schedule's, and the interval of that
+        difference from the same bootstrap refits (paired; nan without intervals).
+    extrapolated : bool
+        The peak LR lies outside what the fitted runs support (only with ``extrapolate=True``).
     """
 
     name: str
@@ -93,6 +103,16 @@ class PlannedSchedule:
     lo: float
     hi: float
     edge: str = ""
+    delta: float = 0.0
+    delta_lo: float = math.nan
+    delta_hi: float = math.nan
+    extrapolated: bool = False
+
+    @property
+    def distinguishable(self) -> bool:
+        """The difference from the best schedule is outside its interval's reach of 0 (False
+        without intervals, and for the best schedule itself)."""
+        return bool(self.delta_lo > 0.0)
 
     @property
     def multipliers(self) -> FloatArray:
@@ -121,6 +141,11 @@ class SchedulePlan:
     run_T: int | None = None
     n_boot: int = 0
     seconds: float = 0.0
+    supported: tuple[float, float] | None = None  # peak LRs the fitted runs support
+    extrapolate: bool = False
+    max_step: float | None = None  # the one-step change limit (fraction of the peak), None: steps allowed
+    from_step: int = 0  # the first from_step LRs are the run's
+    trust_note: str = ""
 
     def __getitem__(self, name: str) -> PlannedSchedule:
         for s in self.schedules:
@@ -151,8 +176,10 @@ class SchedulePlan:
 
     def table(self) -> tuple[list[str], list[list[Any]]]:
         """``(columns, rows)``: schedule, peak LR, predicted final loss, interval, edge flag."""
-        columns = ["schedule", "peak_lr", "final_loss", "lo", "hi", "peak_at_range_edge"]
-        return columns, [[s.name, s.peak_lr, s.loss, s.lo, s.hi, s.edge] for s in self.schedules]
+        columns = ["schedule", "peak_lr", "final_loss", "lo", "hi", "peak_at_range_edge", "minus_best",
+                   "minus_best_lo", "minus_best_hi", "extrapolated"]
+        return columns, [[s.name, s.peak_lr, s.loss, s.lo, s.hi, s.edge, s.delta, s.delta_lo, s.delta_hi,
+                          s.extrapolated] for s in self.schedules]
 
     def summary(self) -> str:
         """The table and a few lines on what it rests on."""
@@ -162,19 +189,31 @@ class SchedulePlan:
             head += f" fitted to\n  {self.run_name}"
             if self.run_peak_lr is not None:
                 head += f" (T = {self.run_T}, peak LR {self.run_peak_lr:.4g})"
+        if self.from_step:
+            head += f"\n  from step {self.from_step}: the first {self.from_step} LRs are the run's, the rest planned"
         for d in fit.divergence or ():
             if d is not None:
                 head += (f"\nwarning: the fitted run diverged (loss {d[1]} at step {d[0]}): this plan extrapolates "
                          "its steps before the divergence and cannot tell whether the recommended schedules avoid it")
         band = not math.isnan(self.optimal.lo)
         pct = f"{100 * self.level:g}%"
-        rows = [["schedule", "best peak LR", "predicted final loss"] + ([f"{pct} interval"] if band else [])]
+        best = self.best
+        peak_col = "LR at the checkpoint" if self.from_step else "best peak LR"
+        rows = [["schedule", peak_col, "predicted final loss"]
+                + ([f"{pct} interval", "minus best", f"{pct} interval of the difference"] if band else ["minus best"])]
         for s in self.schedules:
-            rows.append([s.name, f"{s.edge}{s.peak_lr:.4g}", f"{s.loss:.5g}"]
-                        + ([f"[{s.lo:.5g}, {s.hi:.5g}]"] if band else []))
+            mark = "*" if s.extrapolated else ""
+            diff = "best" if s is best else f"{s.delta:+.3g}"
+            row = [s.name, f"{s.edge}{s.peak_lr:.4g}{mark}", f"{s.loss:.5g}"]
+            if band:
+                row += [f"[{s.lo:.5g}, {s.hi:.5g}]", diff,
+                        "" if s is best else f"[{s.delta_lo:+.3g}, {s.delta_hi:+.3g}]"]
+            else:
+                row += [diff]
+            rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = [head] + ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                                            enumerate(zip(r, widths))) for r in rows]
+        lines = [head] + [("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                                             enumerate(zip(r, widths)))).rstrip() for r in rows]
         fam = min(self.families, key=lambda s: s.loss) if self.families else None
         res = self.result
         conv = "converged" if res.converged else "NOT converged"
@@ -184,21 +223,36 @@ class SchedulePlan:
                          f"{'; non-increasing after the warmup' if res.monotone else ''}; "
                          f"{conv} ({res.iterations} iterations, {res.seconds:.1f} s)")
         opt = self.optimal.lr
-        if 0 < self.warmup < self.T - 1 and opt[self.warmup + 1] < 0.9 * opt[self.warmup]:
-            lines.append(f"optimal: the ramp rises to {opt[self.warmup]:.4g} at step {self.warmup + 1} and the next LR "
-                         f"is {opt[self.warmup + 1]:.4g}: the warmup is tied to that one step, and the model "
-                         "prefers a steeper warmup than the decay's start")
+        if self.from_step and self.from_step < self.T:
+            cur = opt[self.from_step - 1]
+            below = np.flatnonzero(opt[self.from_step:] < 0.99 * cur)
+            if below.size:
+                lines.append(f"optimal: holds the LR {cur:.4g} until step {self.from_step + int(below[0])}, then "
+                             f"cools down over the last {self.T - self.from_step - int(below[0])} steps")
+        if self.max_step is not None:
+            lines.append(f"smooth: no planned LR changes by more than {100 * self.max_step:.3g}% of the peak in one step "
+                         "(the warmup ramp's step or 1%, whichever is larger)")
+        if self.trust_note:
+            lines.append(self.trust_note)
         if any(s.edge for s in self.schedules):
             lo, hi = self.peak_lr_range
             lines.append(f"'<' / '>': the best peak LR is at the end of the searched range {lo:.3g}..{hi:.3g}")
-        if self.run_peak_lr is not None:
-            far = [s.name for s in self.schedules if not (1 / _FAR <= s.peak_lr / self.run_peak_lr <= _FAR)]
-            if far:
-                lines.append(f"note: the best peak LR of {', '.join(far)} is more than {_FAR:g}x from the run's "
-                             f"{self.run_peak_lr:.3g}; one run pins the loss scale but not how it moves with the "
-                             "peak LR: check with a short sweep (cdfast.fit_peak_lr_law)")
+        ext = [s.name for s in self.schedules if s.extrapolated]
+        if ext:
+            lo, hi = self.supported
+            lines.append(f"'*' EXTRAPOLATION: the peak LR of {', '.join(ext)} lies outside {lo:.3g}..{hi:.3g}, the "
+                         "range the fitted runs support; the model has not seen it: check with a short sweep "
+                         "(cdfast.fit_peak_lr_law)")
         if band:
-            lines.append(f"interval: {pct} bootstrap interval of the model's prediction ({self.n_boot} refits)")
+            same = [s.name for s in self.schedules if s is not best and not s.distinguishable]
+            if same:
+                lines.append(f"the data cannot tell {', '.join(same)} from the best ({best.name}): the "
+                             f"{pct} interval of the difference reaches 0")
+            else:
+                lines.append(f"every other schedule is predicted worse than {best.name}, beyond the {pct} interval "
+                             "of the difference")
+            lines.append(f"interval: {pct} bootstrap interval of the model's prediction ({self.n_boot} refits); the "
+                         "difference's interval from the same refits, paired")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -282,11 +336,7 @@ def _families(families: Sequence[Family]) -> list[tuple[str, str, dict[str, Any]
     return out
 
 
-def _peak_range(peak_lr_range: Any, run_peak: float | None) -> tuple[float, float]:
-    if peak_lr_range is None:
-        if run_peak is None:
-            return PEAK_LR_RANGE
-        return run_peak * PEAK_LR_FACTORS[0], run_peak * PEAK_LR_FACTORS[1]
+def _check_range(peak_lr_range: Any) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in peak_lr_range)
     except (TypeError, ValueError):
@@ -294,6 +344,58 @@ def _peak_range(peak_lr_range: Any, run_peak: float | None) -> tuple[float, floa
     if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 < lo < hi):
         raise ValueError(f"peak_lr_range = {peak_lr_range!r} must be two finite LRs with 0 < low < high")
     return lo, hi
+
+
+def _fitted_peaks(fit: Any) -> list[float] | None:
+    """The peak LR of every run a fit was made on, when the fit keeps them (None if not)."""
+    d = fit.data
+    if d is None:
+        return None
+    if d.preps is None and d.members:
+        return _fitted_peaks(d.members[0])
+    peaks = []
+    for prep in d.preps or ():
+        lr = getattr(prep, "lr", None)
+        if lr is None:
+            return None
+        peaks.append(float(np.max(lr)))
+    return peaks or None
+
+
+def _peak_range(peak_lr_range: Any, peaks: list[float] | None, extrapolate: bool
+                ) -> tuple[tuple[float, float], tuple[float, float] | None, str]:
+    """(searched range, supported range or None, the line that says why)."""
+    given = None if peak_lr_range is None else _check_range(peak_lr_range)
+    if peaks is None:
+        rng = given or PEAK_LR_RANGE
+        return rng, None, (f"peak LR: the fitted runs' peak LRs are not known to the plan (a fit without its data); "
+                           f"searched over {rng[0]:.3g}..{rng[1]:.3g}: a best peak far from theirs is an extrapolation")
+    lo_p, hi_p = min(peaks), max(peaks)
+    if hi_p > 1.01 * lo_p:
+        supported = (lo_p, hi_p)
+        why = (f"peak LR kept within {lo_p:.3g}..{hi_p:.3g}, the peak LRs of the fitted runs (the model interpolates "
+               "between them)")
+    else:
+        supported = (hi_p * TRUST_FACTORS[0], hi_p * TRUST_FACTORS[1])
+        why = (f"peak LR kept within {TRUST_FACTORS[0]:g}x..{TRUST_FACTORS[1]:g}x the run's {hi_p:.3g} (a trust region): "
+               "one run at one peak LR shows how the loss falls with the steps, not how it moves with the peak LR")
+    if given is not None and not extrapolate:
+        if given[1] < lo_p or given[0] > hi_p:
+            raise ValueError(f"peak_lr_range = ({given[0]:g}, {given[1]:g}) excludes the fitted run's peak LR "
+                             f"{hi_p:g} (runs: {lo_p:g}..{hi_p:g}); give a range around it, or extrapolate=True "
+                             "(--extrapolate) to plan elsewhere, marked as an extrapolation")
+        if given[0] < supported[0] * (1 - 1e-12) or given[1] > supported[1] * (1 + 1e-12):
+            raise ValueError(f"peak_lr_range = ({given[0]:g}, {given[1]:g}) reaches beyond {supported[0]:.4g}..."
+                             f"{supported[1]:.4g}, the peak LRs the fitted run(s) support; narrow it, or pass "
+                             "extrapolate=True (--extrapolate) to plan beyond them, marked as an extrapolation")
+        return given, supported, why
+    if given is not None:
+        return given, supported, why + "; the range searched was given (extrapolate)"
+    if extrapolate:
+        centre = math.sqrt(lo_p * hi_p)
+        rng = (centre * PEAK_LR_FACTORS[0], centre * PEAK_LR_FACTORS[1])
+        return rng, supported, why + f"; extrapolate: searched over {rng[0]:.3g}..{rng[1]:.3g}"
+    return supported, supported, why + "; extrapolate=True (--extrapolate) searches beyond, marked as an extrapolation"
 
 
 def _with_ramp(decay: FloatArray, W: int) -> FloatArray:
@@ -315,23 +417,35 @@ def _final(fit: Any, lr: FloatArray) -> float:
 def _best_peak(fit: Any, shape: FloatArray, lo: float, hi: float) -> tuple[float, float, str]:
     """(peak, loss, edge): the peak LR minimising the predicted final loss of ``peak * shape``.
 
-    A log-spaced grid over [lo, hi] (``_GRID_PER_DECADE`` per decade), then bounded Brent
-    between the grid minimum's neighbours.  The convex-bound models' final loss is
-    ``L_inf + c1 eta^-a + c2 eta^p`` in the peak LR ``eta``: unimodal in ``log eta``.
+    A log-spaced grid over [lo, hi] (``_GRID_PER_DECADE`` per decade), then false position
+    on the slope between the grid minimum's neighbours (:func:`cdfast.optimize._peak_search`).
+    The convex-bound models' final loss is ``L_inf + c1 eta^-a + c2 eta^p`` in the peak LR
+    ``eta``: unimodal in ``log eta``.  Evaluations are the model's O(T) ``value_and_grad``
+    (the slope in ``log eta`` is ``eta * grad . shape``); the loss reported is ``fit.predict``.
     """
+    from .optimize import _peak_search
+
+    def fg(u: float) -> tuple[float, float]:
+        eta = math.exp(u)
+        f, g = fit.value_and_grad(eta * shape)
+        f = float(f)
+        if not math.isfinite(f):
+            return math.inf, 0.0
+        g = np.asarray(g, dtype=np.float64)
+        g[shape == 0.0] = 0.0  # an LR of 0 never moves (the ramp's first step); eta^p has an infinite slope there
+        return f, eta * float(np.dot(g, shape))
+
     u_lo, u_hi = math.log(lo), math.log(hi)
     n = max(9, int(math.ceil(_GRID_PER_DECADE * (u_hi - u_lo) / math.log(10.0))) + 1)
     grid = np.linspace(u_lo, u_hi, n)
-    vals = np.array([_final(fit, math.exp(u) * shape) for u in grid])
+    vals = np.array([fg(u)[0] for u in grid])
     if not np.isfinite(vals).any():
         raise ValueError("the fitted model's predicted final loss is infinite at every peak LR searched")
     k = int(np.argmin(vals))
-    a, b = grid[max(k - 1, 0)], grid[min(k + 1, n - 1)]
-    res = sopt.minimize_scalar(lambda u: _final(fit, math.exp(u) * shape), bounds=(a, b), method="bounded",
-                               options={"xatol": _XATOL})
-    u, v = (float(res.x), float(res.fun)) if res.fun <= vals[k] else (float(grid[k]), float(vals[k]))
+    u, _ = _peak_search(fg, grid[max(k - 1, 0)], grid[min(k + 1, n - 1)], float(grid[k]), max_evals=30,
+                        xtol=_XATOL)
     edge = "<" if u - u_lo < 1e-3 else ">" if u_hi - u < 1e-3 else ""
-    return math.exp(u), v, edge
+    return math.exp(u), _final(fit, math.exp(u) * shape), edge
 
 
 def _interval(fit: Any, lr: FloatArray, level: float, n_boot: int, seed: int | None) -> tuple[float, float]:
@@ -348,12 +462,16 @@ def plan_schedule(
     warmup: int | None = None,
     families: Sequence[Family] = FAMILIES,
     peak_lr_range: tuple[float, float] | None = None,
+    extrapolate: bool = False,
+    smooth: bool = True,
+    from_step: int | None = None,
     monotone: bool = True,
     level: float = 0.9,
     n_boot: int = 200,
     seed: int | None = 0,
     model: str | None = None,
     loss: str | None = None,
+    progress: bool | None = None,
 ) -> SchedulePlan:
     """For horizon T: the best peak LR of each standard decay and the optimal schedule,
     under a loss model fitted to a run, each with its predicted final loss and interval.
@@ -376,9 +494,25 @@ def plan_schedule(
         parameters, e.g. ``("cosine", ("wsd", {"decay_frac": 0.1}), "linear")``.  Each
         decays over the ``T - W`` steps after the warmup.
     peak_lr_range : (float, float), optional
-        Range of the peak-LR search of the families.  Default: 1e-3 to 1e3 times the
-        logged run's peak LR, or :data:`PEAK_LR_RANGE` for a CurveFit.  The optimal
-        schedule's peak is not restricted.
+        Range of the peak LR of every schedule, the optimal one included.  Default: what
+        the fitted runs support: from one run at one peak LR, :data:`TRUST_FACTORS` times
+        it (a trust region); from runs at several peak LRs, their range.  A range beyond
+        that (or one that excludes the run's peak) needs ``extrapolate=True``.
+    extrapolate : bool
+        Allow peak LRs beyond what the fitted runs support (default: 1e-3 to 1e3 times
+        the run's peak LR); schedules whose peak lies outside are marked as extrapolations.
+    smooth : bool
+        No planned LR changes by more than ``max(peak / W, MAX_STEP * peak)`` in one step
+        (default True): the optimal schedule is optimised under that limit, and a family
+        that breaks it is refused.  False allows step schedules.
+    from_step : int, optional
+        Plan from a checkpoint of the logged run: the first ``from_step`` LRs are the
+        run's logged ones (bit-identical), the rest is planned from the LR the run has
+        there (non-increasing; every family cools down from it over the remaining steps;
+        no new peak).  ``warmup`` and ``peak_lr_range`` do not apply.
+    progress : bool, optional
+        A progress bar (tqdm) while the optimal schedule is solved; None: when stderr is
+        a terminal.
     monotone : bool
         Keep the optimal schedule non-increasing after the warmup (default True).
     level : float
@@ -403,7 +537,9 @@ def plan_schedule(
     ------
     ValueError
         T < 2, warmup >= T, an unknown family or parameter, a bad range or level, a model
-        without the gradient.
+        without the gradient, a range beyond the supported peak LRs without
+        ``extrapolate``, a family that breaks the smoothness limit, ``from_step`` beyond
+        the log or T or inside the run's warmup.
     TypeError
         A source of another type; non-integer T or warmup.
 
@@ -414,9 +550,12 @@ def plan_schedule(
     The optimal schedule is :func:`cdfast.optimal_schedule` ``(T, model=fit,
     warmup=W, monotone=monotone)``; since every family is feasible for it and it starts
     from the best of linear, cosine and WSD at their best peak LR, its predicted loss is
-    no higher than theirs.  A single run determines the loss scale, not how the loss
-    moves with the peak LR: a best peak LR far from the run's is an extrapolation (the
-    summary says so).  Predictions use no per-step ``grad_sq`` (the planned run's gradient
+    no higher than theirs (it optimises over a knot family, ``method="multilevel"``, to a
+    relative tolerance of 1e-10).  A single run determines the loss scale, not how the
+    loss moves with the peak LR: so the peak stays in a trust region around the run's
+    unless extrapolation is asked for.  Each schedule's difference from the best comes
+    with an interval from the same bootstrap refits (paired), so that "A is better than
+    B" is read off the difference, not off two overlapping intervals.  Predictions use no per-step ``grad_sq`` (the planned run's gradient
     norms are not known): plan with a fit made without them.
     """
     t0 = time.perf_counter()
@@ -429,12 +568,25 @@ def plan_schedule(
     n_boot = V.check_int(n_boot, "n_boot", 0)
     if 0 < n_boot < 20:
         raise ValueError(f"n_boot = {n_boot} must be 0 (no intervals) or >= 20")
-    if not isinstance(monotone, (bool, np.bool_)):
-        raise TypeError(f"monotone must be True or False, got {monotone!r}")
+    for name, flag in (("monotone", monotone), ("extrapolate", extrapolate), ("smooth", smooth)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
     if warmup is not None:
         warmup = V.check_int(warmup, "warmup", 0)
         if warmup >= T:
             raise ValueError(f"warmup = {warmup} must be < T = {T}: at least one step must follow the warmup")
+    if from_step is not None:
+        from_step = V.check_int(from_step, "from_step", 1)
+        if from_step >= T:
+            raise ValueError(f"from_step = {from_step} must be < T = {T}: at least one step must be left to plan")
+        if warmup is not None or peak_lr_range is not None:
+            raise ValueError("from_step continues the run from its LR at that step: warmup and peak_lr_range do "
+                             "not apply (leave them out)")
+        if not monotone:
+            raise ValueError("from_step plans a non-increasing continuation; monotone=False is not supported with it")
+    if not monotone and smooth:
+        raise ValueError("monotone=False optimises every LR without the one-step change limit: pass smooth=False "
+                         "with it (--allow-steps)")
 
     fit, log = _source(source, model, loss)
     run_peak = run_T = None
@@ -445,8 +597,30 @@ def plan_schedule(
             if warmup >= T:
                 raise ValueError(f"the run's warmup ({warmup} steps) does not fit in T = {T}; give a shorter "
                                  "warmup (warmup=, or --warmup)")
+    prefix = None
+    if from_step is not None:
+        if log is None:
+            raise ValueError("from_step needs the run's logged LRs: plan from the log (a path or TrainingLog), "
+                             "not from a CurveFit")
+        if from_step > run_T:
+            raise ValueError(f"from_step = {from_step} is beyond the log, which has {run_T} steps; give a step "
+                             f"in 1..{run_T}")
+        if from_step <= warmup:
+            raise ValueError(f"from_step = {from_step} lies in the run's warmup ({warmup} steps); plan from a step "
+                             f"after it (from_step > {warmup}), or plan a new run without from_step")
+        prefix = np.array(log.lr[:from_step], dtype=np.float64)
+        if prefix[-1] <= 0.0:
+            raise ValueError(f"the run's LR at step {from_step} is 0: nothing to continue from")
     W = 0 if warmup is None else warmup
-    lo, hi = _peak_range(peak_lr_range, run_peak)
+    peaks = [run_peak] if log is not None else _fitted_peaks(fit)
+    if prefix is None:
+        (lo, hi), supported, note = _peak_range(peak_lr_range, peaks, bool(extrapolate))
+    else:
+        lo = hi = float(prefix[-1])
+        supported = None
+        note = (f"from a checkpoint: every schedule continues from the run's LR {lo:.4g} at step {from_step} "
+                "(no new peak)")
+    ms = (max(1.0 / W, MAX_STEP) if W else MAX_STEP) if smooth else None
     try:
         fit.value_and_grad(np.full(2, lo))
     except NotImplementedError as exc:
@@ -454,19 +628,70 @@ def plan_schedule(
 
     from .optimize import optimal_schedule
 
-    planned = []
+    schedules: list[tuple[str, FloatArray, float, str]] = []  # (name, lr, loss, edge)
     for label, name, params in fams:
-        shape = _with_ramp(S.make(name, T - W, **params), W)
-        peak, value, edge = _best_peak(fit, shape, lo, hi)
-        lr = peak * shape
-        planned.append(PlannedSchedule(label, lr, peak, value, *_interval(fit, lr, level, n_boot, seed), edge))
-    res = optimal_schedule(T, model=fit, warmup=W, monotone=bool(monotone))
-    lr = np.asarray(res.lr, dtype=np.float64)
-    planned.append(PlannedSchedule("optimal", lr, float(lr[W]), _final(fit, lr),
-                                   *_interval(fit, lr, level, n_boot, seed)))
+        if prefix is None:
+            shape = _with_ramp(S.make(name, T - W, **params), W)
+            peak, value, edge = _best_peak(fit, shape, lo, hi)
+            lr = peak * shape
+            start = max(W - 1, 0)
+        else:
+            lr = np.concatenate([prefix, prefix[-1] * S.make(name, T - from_step, **params)])
+            value, edge, start = _final(fit, lr), "", from_step - 1
+        if ms is not None:
+            top = float(lr.max())
+            jumps = np.abs(np.diff(lr[start:]))
+            i = int(np.argmax(jumps))
+            if jumps[i] > ms * top * (1 + 1e-12):
+                raise ValueError(f"families: {label} changes the LR by {100 * jumps[i] / top:.3g}% of its peak in one "
+                                 f"step (step {start + i + 1} to {start + i + 2}), more than the {100 * ms:.3g}% of a "
+                                 "smooth plan; drop it, or pass smooth=False (--allow-steps) for a step schedule")
+        schedules.append((label, lr, value, edge))
+    if prefix is None:
+        res = optimal_schedule(T, model=fit, warmup=W, monotone=bool(monotone), max_step=ms if monotone else None,
+                               peak_range=(lo, hi) if monotone else None, tol=1e-10 if monotone else None,
+                               progress=progress)
+        top = float(np.max(res.lr))
+        if not monotone and not extrapolate and not lo * (1 - 1e-9) <= top <= hi * (1 + 1e-9):
+            raise ValueError(f"monotone=False optimises every LR with a free peak, and its optimum peaks at {top:.4g}, "
+                             f"outside {lo:.4g}..{hi:.4g} (what the run supports); keep monotone=True, or pass "
+                             "extrapolate=True (--extrapolate) to accept it, marked as an extrapolation")
+    else:
+        step = None if ms is None else min(1.0, ms * run_peak / float(prefix[-1]))
+        res = optimal_schedule(T, model=fit, prefix=prefix, max_step=step, tol=1e-10, progress=progress)
+    lr = np.array(res.lr, dtype=np.float64)
+    if prefix is not None:
+        lr[:from_step] = prefix  # the run's own LRs, bit for bit
+    edge = "" if prefix is not None else "<" if lr[W] <= lo * (1 + 1e-9) else ">" if lr[W] >= hi * (1 - 1e-9) else ""
+    schedules.append(("optimal", lr, _final(fit, lr), edge))
+
+    # intervals and paired differences from one set of bootstrap refits
+    best_i = int(np.argmin([v for _, _, v, _ in schedules]))
+    reps = None
+    if n_boot:
+        from .models._curvefit import _predict_replicates, _replicates
+
+        refits = _replicates(fit, n_boot, seed)
+        reps = [_predict_replicates(fit, refits, lr_s, np.array([T], dtype=np.int64), None)[:, -1]
+                for _, lr_s, _, _ in schedules]
+    q = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
+    planned = []
+    for j, (label, lr_s, value, edge) in enumerate(schedules):
+        peak = float(lr_s.max()) if prefix is None else float(prefix[-1])
+        d_lo = d_hi = math.nan
+        if reps is not None and j != best_i:
+            with np.errstate(invalid="ignore"):
+                d_lo, d_hi = (float(v) for v in np.quantile(reps[j] - reps[best_i], q))
+        elif reps is not None:
+            d_lo = d_hi = 0.0
+        ext = supported is not None and not (supported[0] * (1 - 1e-9) <= peak <= supported[1] * (1 + 1e-9))
+        planned.append(PlannedSchedule(label, lr_s, peak, value, *_interval(fit, lr_s, level, n_boot, seed), edge,
+                                       value - schedules[best_i][2], d_lo, d_hi, ext))
     return SchedulePlan(T=T, warmup=W, level=level, schedules=tuple(planned), result=res, fit=fit,
                         peak_lr_range=(lo, hi), run_name=None if log is None else log.name,
-                        run_peak_lr=run_peak, run_T=run_T, n_boot=n_boot, seconds=time.perf_counter() - t0)
+                        run_peak_lr=run_peak, run_T=run_T, n_boot=n_boot, seconds=time.perf_counter() - t0,
+                        supported=supported, extrapolate=bool(extrapolate), max_step=ms,
+                        from_step=from_step or 0, trust_note=note)
 
 
 # ---------------------------------------------------------------------------

@@ -103,10 +103,33 @@ def inverse_sqrt(T: int, warmup: int = 0) -> FloatArray:
     return _finish(1.0 / np.sqrt(np.arange(1, T + 1, dtype=np.float64)), warmup)
 
 
-def linear(T: int, warmup: int = 0) -> FloatArray:
-    """s_t = (T - t) / T: linear decay whose last LR is eta_peak / T, never 0."""
+def _floor(s: FloatArray, final: float) -> FloatArray:
+    return final + (1.0 - final) * s if final else s
+
+
+def linear(T: int, warmup: int = 0, final: float = 0.0) -> FloatArray:
+    """s_t = final + (1 - final) (T - t) / T: linear decay to ``final`` (default 0).
+
+    In the paper's indexing the decay reaches ``final`` at t = T, one step past the
+    last (so with ``final = 0`` the last LR is eta_peak / T, never 0: "linear decay to
+    zero" whose last-iterate bound is finite).
+    """
     T = _check_T(T)
-    return _finish(_steps_left(T) / T, warmup)
+    final = _check_fraction(final, "final", 0.0, 1.0, False, False)
+    return _finish(_floor(_steps_left(T) / T, final), warmup)
+
+
+def polynomial(T: int, power: float = 2.0, final: float = 0.0, warmup: int = 0) -> FloatArray:
+    """Power decay s_t = final + (1 - final) (1 - t/T)^power, with (T - t)/T exact.
+
+    ``power = 1`` is :func:`linear`; ``power > 1`` decays early, ``power < 1`` late
+    (PyTorch's ``PolynomialLR``, Hugging Face's polynomial decay, in the paper's indexing).
+    """
+    T = _check_T(T)
+    if isinstance(power, bool) or not isinstance(power, numbers.Real) or not 0.0 < float(power) < math.inf:
+        raise ValueError(f"power = {power!r} must be a positive finite number (the exponent of 1 - t/T)")
+    final = _check_fraction(final, "final", 0.0, 1.0, False, False)
+    return _finish(_floor((_steps_left(T) / T) ** float(power), final), warmup)
 
 
 def cosine(T: int, final: float = 0.0, warmup: int = 0) -> FloatArray:
@@ -132,20 +155,67 @@ def _cooldown(u: FloatArray, decay: str) -> FloatArray:
     raise ValueError(f"decay = {decay!r} is not one of {DECAYS}")
 
 
-def wsd(T: int, decay_frac: float = 0.2, decay: str = "linear", warmup: int = 0) -> FloatArray:
-    """Warmup-stable-decay: 1 until the last ``decay_frac * T`` steps, then a cooldown.
+def wsd(T: int, decay_frac: float = 0.2, decay: str = "linear", warmup: int = 0, final: float = 0.0) -> FloatArray:
+    """Warmup-stable-decay: 1 until the last ``decay_frac * T`` steps, then a cooldown to ``final``.
 
     With ``c = 1 - decay_frac`` (the paper's decay start fraction, Table 1),
-    ``s_t = 1`` for ``t < cT`` and ``s_t = f((T - t) / (T - cT))`` after, where ``f`` is
-    ``u`` (linear, the paper's form), ``1 - sqrt(1 - u)`` ("sqrt", Hägele et al.) or
-    ``(1 - cos(pi u)) / 2`` ("cosine").  The last LR is positive.
+    ``s_t = 1`` for ``t < cT`` and ``s_t = final + (1 - final) f((T - t) / (T - cT))`` after,
+    where ``f`` is ``u`` (linear, the paper's form), ``1 - sqrt(1 - u)`` ("sqrt", the 1-sqrt
+    cooldown of Hägele et al.) or ``(1 - cos(pi u)) / 2`` ("cosine").  The last LR is positive.
     """
     T = _check_T(T)
     decay_frac = _check_fraction(decay_frac, "decay_frac", 0.0, 1.0, True, False)
     if decay not in DECAYS:
         raise ValueError(f"decay = {decay!r} is not one of {DECAYS}")
+    final = _check_fraction(final, "final", 0.0, 1.0, False, False)
     u = np.minimum(_steps_left(T) / (decay_frac * T), 1.0)
-    return _finish(_cooldown(u, decay), warmup)
+    return _finish(_floor(_cooldown(u, decay), final), warmup)
+
+
+def power_scheduler(T: int, a: float = 4.6, b: float = -0.51, lr_max: float = 0.02, batch_size: float = 1.0,
+                    tokens_per_step: float = 1.0, decay_frac: float = 0.0, decay: str = "linear",
+                    final: float = 0.0, warmup: int = 0) -> FloatArray:
+    """The Power scheduler of Shen et al. (2024), as a shape relative to ``lr_max``.
+
+    ``eta(n) = min(lr_max, batch_size * a * n^b)`` of the ``n = t * tokens_per_step``
+    tokens trained before step t (their eq. for eta_power, b < 0; defaults a = 4.6,
+    b = -0.51, lr_max = 0.02 are theirs), so ``s_t = eta(n_t) / lr_max``: horizon-free
+    until the cooldown.  Their warmup ramps to the power law's value at its end,
+    ``s_t = (t / W) s_W`` for t < W (``lr[0] = 0``, as :func:`with_warmup`); their decay
+    phase, the last ``decay_frac * T`` steps from ``c = T - decay_frac T``, is
+    ``s_t = final + (1 - final) f((T - t) / (T - c)) s(c)`` with ``f`` a cooldown of
+    :data:`DECAYS` (as in :func:`wsd`).  Outside the cooldown a positive ``final`` floors
+    the shape too: ``final + (1 - final) s``.
+    """
+    T = _check_T(T)
+    for name, v in (("a", a), ("lr_max", lr_max), ("batch_size", batch_size), ("tokens_per_step", tokens_per_step)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 < float(v) < math.inf:
+            raise ValueError(f"{name} = {v!r} must be a positive finite number")
+    if isinstance(b, bool) or not isinstance(b, numbers.Real) or not -math.inf < float(b) < 0.0:
+        raise ValueError(f"b = {b!r} must be a negative finite number (the power law's exponent, e.g. -0.51)")
+    decay_frac = _check_fraction(decay_frac, "decay_frac", 0.0, 1.0, False, False)
+    if decay not in DECAYS:
+        raise ValueError(f"decay = {decay!r} is not one of {DECAYS}")
+    final = _check_fraction(final, "final", 0.0, 1.0, False, False)
+    if isinstance(warmup, bool) or not isinstance(warmup, numbers.Integral) or not 0 <= warmup < T:
+        raise ValueError(f"warmup = {warmup!r} must be an integer with 0 <= warmup < T = {T}")
+    scale = float(batch_size) * float(a) / float(lr_max)
+
+    def law(t: FloatArray) -> FloatArray:
+        with np.errstate(divide="ignore"):  # n = 0 at t = 0: the power law is infinite, the cap holds
+            return np.minimum(1.0, scale * (np.asarray(t, dtype=np.float64) * float(tokens_per_step)) ** float(b))
+
+    t = np.arange(T, dtype=np.float64)
+    s = law(t)
+    if decay_frac:
+        c = T - decay_frac * T
+        tail = t >= c
+        u = np.minimum(_steps_left(T) / (decay_frac * T), 1.0)
+        s[tail] = _cooldown(u[tail], decay) * law(np.array([c]))[0]
+    s = _floor(s, final)
+    if warmup:
+        s[:warmup] = (t[:warmup] / warmup) * s[warmup]
+    return s
 
 
 def piecewise_constant(T: int, boundaries: ArrayLike, values: ArrayLike, warmup: int = 0) -> FloatArray:
@@ -205,6 +275,8 @@ FAMILIES: dict[str, Callable[..., FloatArray]] = {
     "linear": linear,
     "cosine": cosine,
     "wsd": wsd,
+    "polynomial": polynomial,
+    "power_scheduler": power_scheduler,
 }
 
 
@@ -296,7 +368,8 @@ def continuous(name: str, **params) -> Callable[[FloatArray], FloatArray]:
     ``inverse_sqrt`` has no T-independent limit (it is 1/sqrt(xT + 1)) and raises.
     Warmup vanishes in the limit (it lasts W/T -> 0 of training) and is accepted.
     """
-    allowed = {"constant": set(), "linear": set(), "cosine": {"final"}, "wsd": {"decay_frac", "decay"}}
+    allowed = {"constant": set(), "linear": {"final"}, "cosine": {"final"}, "wsd": {"decay_frac", "decay", "final"},
+               "polynomial": {"power", "final"}}
     unknown = set(params) - allowed.get(name, set(params)) - {"warmup"}
     if unknown:
         raise TypeError(
@@ -305,8 +378,12 @@ def continuous(name: str, **params) -> Callable[[FloatArray], FloatArray]:
         )
     if name == "constant":
         return lambda x: np.ones_like(_unit_interval(x))
+    final = _check_fraction(params.get("final", 0.0), "final", 0.0, 1.0, False, False)
     if name == "linear":
-        return lambda x: 1.0 - _unit_interval(x)
+        return lambda x: final + (1.0 - final) * (1.0 - _unit_interval(x))
+    if name == "polynomial":
+        power = float(params.get("power", 2.0))
+        return lambda x: final + (1.0 - final) * (1.0 - _unit_interval(x)) ** power
     if name == "cosine":
         final = _check_fraction(params.get("final", 0.0), "final", 0.0, 1.0, False, False)
         return lambda x: final + (1.0 - final) * np.sin((1.0 - _unit_interval(x)) * math.pi / 2) ** 2
@@ -315,13 +392,14 @@ def continuous(name: str, **params) -> Callable[[FloatArray], FloatArray]:
         decay = params.get("decay", "linear")
         if decay not in DECAYS:
             raise ValueError(f"decay = {decay!r} is not one of {DECAYS}")
-        return lambda x: _cooldown(np.minimum((1.0 - _unit_interval(x)) / frac, 1.0), decay)
-    if name == "inverse_sqrt":
-        raise ValueError("inverse_sqrt has no horizon-free continuous limit s(x); use the discrete family")
+        return lambda x: final + (1.0 - final) * _cooldown(np.minimum((1.0 - _unit_interval(x)) / frac, 1.0), decay)
+    if name in ("inverse_sqrt", "power_scheduler"):
+        raise ValueError(f"{name} has no horizon-free continuous limit s(x); use the discrete family")
     raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(FAMILIES)}")
 
 
 __all__ = [
+    "polynomial", "power_scheduler",
     "constant", "inverse_sqrt", "linear", "cosine", "wsd", "piecewise_constant", "with_warmup", "cosine_onecycle",
     "FAMILIES", "make", "family", "continuous", "DECAYS", "parse", "label",
 ]

@@ -31,7 +31,7 @@ def table(text):
     """{schedule: (peak LR, predicted final loss)} from the printed plan."""
     rows = {}
     for line in text.splitlines():
-        m = re.match(r"\s+(\S+)\s+([<>]?[0-9.e+-]+)\s+([0-9.e+-]+)(\s+\[.*\])?$", line)
+        m = re.match(r"\s+(\S+)\s+([<>]?[0-9.e+-]+)\*?\s+([0-9.e+-]+)(\s+.*)?$", line)
         if m and m.group(1) != "schedule":
             rows[m.group(1)] = (float(m.group(2).lstrip("<>")), float(m.group(3)))
     return rows
@@ -151,3 +151,43 @@ def test_outputs_never_replace_the_input(capsys, tmp_path):
     code, _, err = run(capsys, "refine", log, "--out", log)
     assert code == 2 and "is the input" in err
     assert src.read_bytes() == before and not list(tmp_path.glob(".cdfast-*"))
+
+
+def test_plan_from_a_checkpoint_writes_the_run_s_own_lrs_first(capsys, tmp_path):
+    out = tmp_path / "cooldown.npy"
+    code, text, err = run(capsys, "plan", SAMPLE_RUN, "--steps", 3000, "--from-step", 1000, "--boot", 0, "--quiet",
+                          "--out", out)
+    assert code == 0, err
+    assert "from step 1000" in text and ("holds the LR" in text or "cools down" in text)
+    lr = np.load(out)
+    run_lr = cdfast.io.read_log(SAMPLE_RUN).lr
+    assert lr.shape == (3000,) and np.array_equal(lr[:1000], run_lr[:1000])
+    assert (np.diff(lr[999:]) <= 0).all()
+    assert np.max(np.abs(np.diff(lr))) <= max(1 / 299, 0.01) * run_lr.max() * (1 + 1e-12)
+
+
+def test_plan_the_peak_stays_with_the_run_unless_extrapolating(capsys):
+    code, text, err = run(capsys, "plan", SAMPLE_RUN, "--steps", T_PLAN, "--boot", 0, "--quiet")
+    assert code == 0, err
+    assert "trust region" in text
+    for peak, _ in table(text).values():
+        assert 0.0016 * (1 - 1e-3) <= peak <= 0.0025 * (1 + 1e-3)
+    code, text, err = run(capsys, "plan", SAMPLE_RUN, "--steps", T_PLAN, "--boot", 0, "--quiet", "--extrapolate",
+                          "--peak-lr-range", "3e-3:1e-2", "--schedules", "linear")
+    assert code == 0, err
+    assert "EXTRAPOLATION" in text and "*" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", 30000, "--from-step", 26000], "from_step = 26000 is beyond the log"),
+    (["--steps", 500, "--from-step", 600], "from_step = 600 must be < T = 500"),
+    (["--steps", 500, "--from-step", 100], "lies in the run's warmup"),
+    (["--steps", 500, "--peak-lr-range", "3e-3:1e-2"], "excludes the fitted run's peak LR"),
+    (["--steps", 500, "--peak-lr-range", "1e-3:1e-2"], "--extrapolate"),
+    (["--steps", 500, "--not-monotone"], "--allow-steps"),
+    (["--steps", 500, "--schedules", "inverse_sqrt"], "--allow-steps"),
+])
+def test_plan_new_options_bad_input_is_one_line(capsys, argv, message):
+    code, text, err = run(capsys, "plan", SAMPLE_RUN, "--quiet", *argv)
+    assert code == 2, text
+    assert err.startswith("cdfast: error: ") and err.count("\n") == 1 and message in err

@@ -138,8 +138,8 @@ def test_finite_forecasts_reach_the_logger_and_a_later_callback(train_run):
     fc, trainer, rec, rows = train_run
     ok = [f for f in fc.forecasts if f.ok]
     assert len(ok) >= 10
-    logged = _column(rows, KEYS[0])
-    assert len(logged) == len(ok)
+    logged = {s: v for s, v in _column(rows, KEYS[0]).items() if math.isfinite(v)}
+    assert len(logged) == len(ok)  # a step without a forecast never repeats an earlier one
     for f in ok:  # the forecast from the loss of w_n is logged at Lightning's step n
         assert all(math.isfinite(v) for v in (f.low, f.loss, f.high)) and 0 < f.low <= f.loss <= f.high
         assert logged[f.step] == pytest.approx(f.loss, rel=1e-6)  # float32 tensors in the file

@@ -94,7 +94,7 @@ def test_intervals_are_the_fits_intervals_at_T(bound_fit, bound_plan):
 
 
 def test_an_optimum_free_to_rise_is_no_worse(bound_fit, bound_plan):
-    free = cdfast.plan_schedule(bound_fit, T_PLAN, warmup=W, n_boot=0, monotone=False)
+    free = cdfast.plan_schedule(bound_fit, T_PLAN, warmup=W, n_boot=0, monotone=False, smooth=False)
     assert not free.result.monotone
     assert free.optimal.loss <= bound_plan.optimal.loss * (1 + 1e-12)
     assert "non-increasing" not in free.summary()
@@ -111,8 +111,9 @@ def test_summary_and_table(bound_plan):
 
 def test_families_with_parameters_and_a_search_range(bound_fit):
     L, D2, G2 = (bound_fit.params[k] for k in ("L_inf", "D_sq", "G_sq"))
+    # smooth=False: over 60 steps the cooldown falls 1/60 of the peak per step, above the 1% limit
     plan = cdfast.plan_schedule(bound_fit, T_PLAN, warmup=0, families=[("wsd", {"decay_frac": 0.5})],
-                                peak_lr_range=(1e-4, 1e-2), n_boot=0)
+                                peak_lr_range=(1e-4, 1e-2), n_boot=0, smooth=False)
     a, b = _terms_naive(S.wsd(T_PLAN, decay_frac=0.5))
     assert math.sqrt(D2 * a / (G2 * b)) > 1e-2  # the minimum lies above the range: its top end, flagged
     got = plan["wsd:decay_frac=0.5"]
@@ -268,3 +269,147 @@ def test_bad_schedule_files(tmp_path):
     with pytest.raises(ValueError, match=r"lr\[1\] is nan"):
         write_schedule(tmp_path / "s.csv", [1.0, np.nan])
     assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------
+# Smooth, inside what the run supports, from a checkpoint, differences with intervals
+
+T_SAMPLE = 1500
+
+
+def _largest_step(lr):
+    return float(np.max(np.abs(np.diff(lr))))
+
+
+def _limit(plan):
+    W = plan.warmup
+    return max(1.0 / W, 0.01) if W else 0.01
+
+
+@pytest.fixture(scope="module")
+def sample_plan():
+    return cdfast.plan_schedule(cdfast.data.SAMPLE_RUN, T_SAMPLE, n_boot=0)
+
+
+@pytest.fixture(scope="module")
+def sample_log():
+    return cdfast.io.read_log(cdfast.data.SAMPLE_RUN)
+
+
+def test_every_planned_schedule_is_smooth(sample_plan):
+    assert sample_plan.max_step == _limit(sample_plan)
+    for s in sample_plan.schedules:
+        assert _largest_step(s.lr) <= sample_plan.max_step * s.lr.max() * (1 + 1e-12), s.name
+    opt = sample_plan.optimal.lr
+    W = sample_plan.warmup  # the ramp rises to the peak and the decay leaves it gently: no cliff after the warmup
+    assert opt[W - 1] < opt[W] and opt[W + 1] >= opt[W] * (1 - sample_plan.max_step)
+
+
+def test_a_step_schedule_is_refused_unless_asked_for():
+    with pytest.raises(ValueError, match=r"families: inverse_sqrt changes the LR by 29.3% .* smooth=False"):
+        cdfast.plan_schedule(cdfast.data.SAMPLE_RUN, T_SAMPLE, families=["inverse_sqrt"], n_boot=0)
+    plan = cdfast.plan_schedule(cdfast.data.SAMPLE_RUN, T_SAMPLE, families=["inverse_sqrt"], n_boot=0, smooth=False)
+    assert plan.max_step is None and "smooth:" not in plan.summary()
+
+
+def test_the_peak_stays_in_the_trust_region_of_one_run(sample_plan, sample_log):
+    peak = float(sample_log.lr.max())
+    lo, hi = peak * cdfast.plan.TRUST_FACTORS[0], peak * cdfast.plan.TRUST_FACTORS[1]
+    assert sample_plan.supported == pytest.approx((lo, hi), rel=1e-15)
+    for s in sample_plan.schedules:
+        assert lo * (1 - 1e-12) <= s.peak_lr <= hi * (1 + 1e-12), s.name
+        assert lo * (1 - 1e-12) <= s.lr.max() <= hi * (1 + 1e-12), s.name
+        assert not s.extrapolated
+    assert "trust region" in sample_plan.summary() and "one run at one peak LR" in sample_plan.summary()
+
+
+def test_going_beyond_the_run_is_explicit_and_marked():
+    with pytest.raises(ValueError, match="reaches beyond .* extrapolate=True"):
+        cdfast.plan_schedule(cdfast.data.SAMPLE_RUN, T_SAMPLE, peak_lr_range=(1e-3, 1e-2), n_boot=0)
+    plan = cdfast.plan_schedule(cdfast.data.SAMPLE_RUN, T_SAMPLE, peak_lr_range=(3e-3, 1e-2), extrapolate=True,
+                                families=["linear"], n_boot=0)
+    assert all(s.extrapolated for s in plan.schedules)
+    assert "EXTRAPOLATION" in plan.summary()
+    assert plan.table()[1][0][-1] is True
+
+
+def test_from_a_checkpoint_the_run_s_own_lrs_are_kept_bit_for_bit(sample_log):
+    t, T = 1000, 3000
+    plan = cdfast.plan_schedule(sample_log, T, from_step=t, n_boot=0)
+    assert plan.from_step == t and [s.name for s in plan.schedules] == ["cosine", "wsd", "linear", "optimal"]
+    run = np.asarray(sample_log.lr)
+    limit = _limit(cdfast.plan_schedule(sample_log, 400, n_boot=0, families=["linear"])) * run.max()
+    for s in plan.schedules:
+        assert s.lr.shape == (T,)
+        assert np.array_equal(s.lr[:t], run[:t]), s.name  # bit-identical prefix
+        assert (np.diff(s.lr[t - 1:]) <= 0).all() and s.peak_lr == run[t - 1]
+        assert _largest_step(s.lr[t - 1:]) <= limit * (1 + 1e-12), s.name
+        assert s.loss == pytest.approx(float(plan.fit.predict(s.lr, at=[T])[0]), rel=1e-12)
+    assert plan.optimal.loss <= min(f.loss for f in plan.families) * (1 + 1e-12)
+    assert "from step 1000" in plan.summary()
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(T=40000, from_step=30000), ValueError, "from_step = 30000 is beyond the log, which has 25000 steps"),
+    (dict(from_step=3000), ValueError, "from_step = 3000 must be < T = 2000"),
+    (dict(from_step=100), ValueError, "from_step = 100 lies in the run's warmup"),
+    (dict(from_step=1.5), TypeError, "from_step"),
+    (dict(from_step=1000, warmup=10), ValueError, "warmup and peak_lr_range do not apply"),
+    (dict(peak_lr_range=(0.003, 0.004)), ValueError, "excludes the fitted run's peak LR 0.002"),
+    (dict(families=["wsd:decay_frac=0.2"]), ValueError, "unknown schedule"),
+    (dict(families=[("wsd", {"decay_frac": 2.0})]), ValueError, "decay_frac = 2.0 must lie in"),
+    (dict(families=[("wsd", {"nope": 1})]), TypeError, "schedule 'wsd'"),
+    (dict(monotone=False), ValueError, "pass smooth=False"),
+    (dict(monotone=False, smooth=False), ValueError, "outside 0.0016..0.0025 .* extrapolate=True"),
+    (dict(smooth="yes"), TypeError, "smooth must be True or False"),
+])
+def test_bad_plan_input_names_the_argument(sample_log, kwargs, exc, match):
+    T = kwargs.pop("T", 2000)
+    with pytest.raises(exc, match=match):
+        cdfast.plan_schedule(sample_log, T, n_boot=0, **kwargs)
+
+
+def test_from_step_needs_the_log(bound_fit):
+    with pytest.raises(ValueError, match="from_step needs the run's logged LRs"):
+        cdfast.plan_schedule(bound_fit, T_PLAN, from_step=20, n_boot=0)
+
+
+def test_differences_come_from_the_same_refits(bound_fit, bound_plan):
+    from cdfast.models._curvefit import _predict_replicates, _replicates
+
+    refits = _replicates(bound_fit, 40, 0)  # cached with the fit: the very refits the plan used
+    at = np.array([T_PLAN])
+    best = bound_plan.best
+    ref = _predict_replicates(bound_fit, refits, best.lr, at, None)[:, -1]
+    assert best.delta == 0.0 and (best.delta_lo, best.delta_hi) == (0.0, 0.0)
+    for s in bound_plan.schedules:
+        if s is best:
+            continue
+        d = _predict_replicates(bound_fit, refits, s.lr, at, None)[:, -1] - ref
+        assert (s.delta_lo, s.delta_hi) == pytest.approx(tuple(np.quantile(d, [0.05, 0.95])), rel=1e-12, abs=1e-15)
+        assert s.delta == pytest.approx(s.loss - best.loss, rel=1e-15)
+        assert s.distinguishable == (s.delta_lo > 0)
+    text = bound_plan.summary()
+    same = [s.name for s in bound_plan.schedules if s is not best and not s.distinguishable]
+    assert ("cannot tell" in text) == bool(same)
+    assert "interval of the difference" in text
+
+
+def test_runs_at_several_peaks_bound_the_peak_by_their_range():
+    T_run, W_run = 300, 20
+    shape = _ramp_then(S.cosine(T_run - W_run), W_run)
+    steps = np.arange(10, T_run + 1, 10)
+    lrs, losses = [], []
+    for peak in (0.01, 0.03):
+        lr = peak * shape
+        a = np.array([0.5 / lr[:s].sum() for s in steps])  # a loss that falls with the LR area, as the models do
+        lrs.append(lr)
+        losses.append(2.0 + 0.4 * a ** 0.45 + 0.02 * np.array([lr[s - 1] for s in steps]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = cdfast.fit_loss_curves(lrs, [steps, steps], losses)  # the default model: an average of two
+    plan = cdfast.plan_schedule(fit, 400, warmup=W_run, n_boot=0, families=["linear"])
+    assert plan.supported == (0.01, 0.03)
+    for s in plan.schedules:
+        assert 0.01 * (1 - 1e-12) <= s.peak_lr <= 0.03 * (1 + 1e-12)
+    assert "the peak LRs of the fitted runs" in plan.summary()

@@ -41,9 +41,20 @@ def add_parser(sub) -> None:
     pl.add_argument("--schedules", nargs="+", default=["cosine", "wsd", "linear"], metavar="NAME[:k=v,...]",
                     help="decays to compare (default: cosine wsd linear; WSD decays over its last 20%%)")
     pl.add_argument("--peak-lr-range", type=_lr_range, default=None, metavar="LOW:HIGH",
-                    help="range of their peak-LR search (default: 1e-3 to 1e3 times the run's peak LR)")
+                    help="range of every schedule's peak LR (default: what the run supports, 0.8x-1.25x its peak "
+                    "LR; beyond it needs --extrapolate)")
+    pl.add_argument("--extrapolate", action="store_true",
+                    help="allow peak LRs beyond what the run supports (default range: 1e-3 to 1e3 times its peak "
+                    "LR); schedules whose peak lies outside are marked as extrapolations")
+    pl.add_argument("--from-step", type=O.steps, default=None, metavar="t",
+                    help="plan from the run's checkpoint at step t: the first t LRs are the run's logged ones, only "
+                    "the rest is planned (the best cooldown from there to --steps)")
+    pl.add_argument("--allow-steps", action="store_true",
+                    help="allow one-step LR changes above the warmup ramp's step or 1%% of the peak (step schedules)")
     pl.add_argument("--not-monotone", action="store_true",
-                    help="let the optimal schedule rise after the warmup (default: non-increasing)")
+                    help="let the optimal schedule rise after the warmup (default: non-increasing; needs "
+                    "--allow-steps)")
+    pl.add_argument("--quiet", "-q", action="store_true", help="no progress bar while the plan is solved")
     pl.add_argument("--loss", metavar="NAME", help="the loss column (default: a validation loss, else the train loss)")
     pl.add_argument("--model", metavar="NAME", help=O.model_help() + "; it must give the gradient of its final loss "
                     "(the convex-bound models)")
@@ -108,12 +119,15 @@ def run_plan(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fit's warnings are printed below the table
         plan = plan_schedule(log, T, warmup=args.warmup, families=families, peak_lr_range=args.peak_lr_range,
-                             monotone=not args.not_monotone, level=args.level, n_boot=args.boot, model=args.model)
+                             extrapolate=args.extrapolate, smooth=not args.allow_steps, from_step=args.from_step,
+                             monotone=not args.not_monotone, level=args.level, n_boot=args.boot, model=args.model,
+                             progress=False if args.quiet else None)
     print(plan.summary())
     for w in plan.fit.warnings:
         print(f"  warning (fit): {w}")
     chosen = plan[args.write]
-    source = (f"cdfast plan: the {chosen.name} schedule for T = {T} (warmup {plan.warmup}) under model "
+    start = f"from step {plan.from_step} of the run" if plan.from_step else f"warmup {plan.warmup}"
+    source = (f"cdfast plan: the {chosen.name} schedule for T = {T} ({start}) under model "
               f"{plan.fit.model.name} fitted to {plan.run_name}")
     _write_schedules(args, chosen.lr, f"the {chosen.name} schedule", source)
     if args.plot:

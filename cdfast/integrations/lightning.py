@@ -206,6 +206,11 @@ class ForecastCallback(*_bases()):  # type: ignore[misc]
         metrics = self._live.observe(step, value)
         if metrics:
             self._log(pl_module, metrics)
+        elif self._live.forecast is not None and any(f.ok for f in self._live.forecasts):
+            # Lightning reports a metric logged from a hook at every later logging step until the
+            # epoch ends: a declined forecast must not show the last one again as if it were new.
+            # NaN marks "no forecast at this step" (plotted as a gap by the loggers)
+            self._log(pl_module, dict.fromkeys(self._live.names, float("nan")))
         if self._live.should_stop:
             trainer.should_stop = True
 
