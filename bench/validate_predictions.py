@@ -244,7 +244,8 @@ def evaluate(task: Task, model: str, intervals: bool, n_boot: int = 100) -> list
             score = r.steps > CURVE_FROM * r.T
         pred = fit.predict(r.lr, at=r.steps)
         rel = pred / r.loss - 1.0
-        row = dict(protocol=task.protocol, model=model, run=r.label, final=float(rel[-1]),
+        row = dict(protocol=task.protocol, task=task.train[0][0].label + "|" + task.protocol, setup=repr(r.setup),
+                   model=model, run=r.label, final=float(rel[-1]),
                    curve=float(np.mean(np.abs(rel[score]))), curve_worst=float(np.max(np.abs(rel[score]))),
                    time=dt, why=_why(r, rel, fitted_T, task))
         if intervals and model != "mpl":
@@ -330,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worst", type=int, default=3, help="explain the N worst predictions of the first model per protocol")
     ap.add_argument("--every", type=int, default=1, help="use every N-th fit of each protocol (a quick subset)")
     ap.add_argument("--verbose", action="store_true", help="print every prediction")
+    ap.add_argument("--save", type=pathlib.Path, help="also write every prediction's scores to this JSON file")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (default 1; at most the free cores)")
     args = ap.parse_args(argv)
     bad = sorted(set(args.protocols) - set(PROTOCOLS))
@@ -359,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parts = [_job(j) for j in jobs]
     rows = [r for part in parts for r in part]
+    if args.save:
+        import json
+
+        tmp = args.save.with_name(args.save.name + ".tmp")
+        tmp.write_text(json.dumps(rows))
+        tmp.replace(args.save)
     summarise(rows, args.models, args.protocols, args.markdown)
     if args.verbose:
         for r in rows:

@@ -626,13 +626,16 @@ def _free_params(model: LossModel) -> int:
 
 
 def _nested_choice(m: Averaged, fits: list[CurveFit]) -> FloatArray:
-    """Weights: the model's own, or all on the nested model when the BIC prefers it to every member."""
+    """Weights: the model's own, or all on the nested model when it fits better than every member by more
+    than the BIC penalty of the member's extra parameters (:mod:`cdfast.models.average`)."""
     mask = fits[0].fitted
     n = int(mask.sum())
     rss = [float(np.sum((f.prediction[mask] / f.loss[mask] - 1.0) ** 2)) for f in fits]
     k_nested = _free_params(m.nested)
     nested_rss = rss[-1]
-    prefer = all(n * np.log(max(nested_rss, 1e-300) / max(r, 1e-300)) <= (_free_params(mem) - k_nested) * np.log(n)
+    # the nested form must fit better than every member by more than the BIC penalty of the member's extra
+    # parameters: the members' priors then demonstrably hold them away from the data
+    prefer = all(n * np.log(max(nested_rss, 1e-300) / max(r, 1e-300)) <= -(_free_params(mem) - k_nested) * np.log(n)
                  for mem, r in zip(m.members, rss[:-1]))
     if prefer:
         w = np.zeros(len(fits))

@@ -10,15 +10,19 @@ gradients for ``value_and_grad``).
 
 A combination may also carry a *nested* model: a special case of its members (the
 paper's form, ``alpha = p = 1``) that is fitted too and replaces the members when the
-data do not need their extra parameters.  The members' priors are calibrated on deep
-networks and keep their shapes near what such runs show; on curves that follow eq. (2.4)
-itself they would pull the fit away from the truth.  The choice is the Bayesian
-information criterion on the fitted points' relative residuals: the nested model is used
-when ``n log(RSS_nested / RSS_best member) <= (k_member - k_nested) log n`` (``n`` fitted
-points, ``k`` free parameters), i.e. when the members' extra shape parameters do not buy
-a fit better than noise would give them.  On real runs the paper's form misfits by far
-more than that and is never chosen; the bench (protocol E of
-``bench/validate_predictions.py``) checks that it is chosen on eq. (2.4) data.
+data show that the members' priors hold them away from it.  The members' priors are
+calibrated on deep networks and keep their shapes near what such runs show; on curves
+that follow eq. (2.4) itself they pull the fit away from the truth, and the members then
+fit worse than the nested form.  The rule (Bayesian information criterion on the fitted
+points' relative residuals): the nested model is used when, for every member,
+``n log(RSS_nested / RSS_member) <= -(k_member - k_nested) log n`` (``n`` fitted points,
+``k`` free parameters), i.e. when it fits better than the member by more than the
+member's extra parameters' penalty.  Where both fit equally well (half of a run whose LR
+decays linearly from the start, which the paper's form fits as well as any), the members
+are kept: a rule that took the nested form unless it fit worse chose it on 2 of the 68
+within-run predictions of bench/validate_predictions.py and made both worse (1.9% and
+2.6% against 0.7% and 1.5%).  On eq. (2.4) data with 0.1% noise the nested form fits
+better by far more than the penalty (protocol E of the bench; tests/test_default_model.py).
 """
 
 from __future__ import annotations
