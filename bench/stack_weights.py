@@ -75,21 +75,28 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("rows")
     ap.add_argument("--sets", nargs="+", default=DEFAULT_SETS)
+    ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args(argv)
     rows = json.load(open(args.rows))
     E, models, keys = table(rows)
     prot = np.array([k[0] for k in keys])
     setups = np.array([k[1] for k in keys])
     print(f"{len(keys)} predictions, {len(set(setups))} setups, models: {', '.join(models)}")
-    head = "set".ljust(48) + "".join(f"{p:>14}" for p in REAL)
-    print(head)
+    if args.markdown:
+        print("| model or combination (final-loss error median / worst %) | " + " | ".join(REAL) + " |")
+        print("|---|" + "---|" * len(REAL))
+    else:
+        print("set".ljust(48) + "".join(f"{p:>14}" for p in REAL))
 
     def show(name, e):
         cells = []
         for p in REAL:
             a = 100 * np.abs(e[prot == p])
-            cells.append(f"{np.median(a):6.3f}/{a.max():6.3f}" if a.size else "-")
-        print(name.ljust(48) + "".join(f"{c:>14}" for c in cells))
+            cells.append(f"{np.median(a):.3f} / {a.max():.3f}" if a.size else "-")
+        if args.markdown:
+            print(f"| {name.strip()} | " + " | ".join(cells) + " |")
+        else:
+            print(name.ljust(48) + "".join(f"{c:>16}" for c in cells))
 
     for m in models:
         show(m, E[:, models.index(m)])
@@ -104,10 +111,14 @@ def main(argv: list[str] | None = None) -> int:
             out = setups == u
             w = learn(X[~out], prot[~out])
             cv[out] = X[out] @ w
-        show("CV " + "+".join(names), cv)
-        show("   mean of " + "+".join(names), X.mean(axis=1))
+        show("cross-validated weights: " + " + ".join(names), cv)
+        show("   equal weights: " + " + ".join(names), X.mean(axis=1))
         w = learn(X, prot)
-        print("   weights on all setups: " + ", ".join(f"{n} {v:.3f}" for n, v in zip(names, w)))
+        weights = ", ".join(f"{n} {v:.3f}" for n, v in zip(names, w))
+        if args.markdown:
+            print(f"| (weights learned on all setups: {weights}) |" + " |" * len(REAL))
+        else:
+            print("   weights on all setups: " + weights)
     return 0
 
 
