@@ -332,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=1, help="use every N-th fit of each protocol (a quick subset)")
     ap.add_argument("--verbose", action="store_true", help="print every prediction")
     ap.add_argument("--save", type=pathlib.Path, help="also write every prediction's scores to this JSON file")
+    ap.add_argument("--merge", type=pathlib.Path, nargs="+", default=[],
+                    help="take the saved scores (--save) of the models these files hold instead of running them "
+                         "(the first file holding a model wins): rerun only a changed model")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (default 1; at most the free cores)")
     args = ap.parse_args(argv)
     bad = sorted(set(args.protocols) - set(PROTOCOLS))
@@ -352,7 +355,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(runs)} runs ({len(skipped)} left out: {', '.join(skipped) or 'none'}); "
           + ", ".join(f"{p}: {sum(t.protocol == p for t in todo)} fits, "
                       f"{sum(len(t.test) for t in todo if t.protocol == p)} predictions" for p in args.protocols))
-    jobs = [(i, m, args.intervals, args.boot) for m in args.models for i in range(len(todo))]
+    merged: dict[str, list[dict]] = {}
+    for path in args.merge:
+        import json
+
+        got = collections.defaultdict(list)
+        for r in json.loads(path.read_text()):
+            if r["protocol"] in args.protocols:
+                got[r["model"]].append(r)
+        for m, rs in got.items():
+            merged.setdefault(m, rs)
+    run = [m for m in args.models if m not in merged]
+    jobs = [(i, m, args.intervals, args.boot) for m in run for i in range(len(todo))]
     if args.jobs > 1:
         import multiprocessing
 
@@ -360,14 +374,15 @@ def main(argv: list[str] | None = None) -> int:
             parts = pool.map(_job, jobs, chunksize=1)
     else:
         parts = [_job(j) for j in jobs]
-    rows = [r for part in parts for r in part]
+    rows = [r for part in parts for r in part] + [r for got in merged.values() for r in got]
+    models = list(args.models) + [m for m in merged if m not in args.models]
     if args.save:
         import json
 
         tmp = args.save.with_name(args.save.name + ".tmp")
         tmp.write_text(json.dumps(rows))
         tmp.replace(args.save)
-    summarise(rows, args.models, args.protocols, args.markdown)
+    summarise(rows, models, args.protocols, args.markdown)
     if args.verbose:
         for r in rows:
             print(f"  {r['protocol']} {r['model']:>16} {100 * r['final']:+8.3f}% curve {100 * r['curve']:.3f}% "
