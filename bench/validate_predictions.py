@@ -275,7 +275,7 @@ def _why(r: Run, rel: np.ndarray, fitted_T: int, task: Task) -> str:
     else:
         parts.append(f"error {at(r.T // 4):+.2f}% / {at(r.T // 2):+.2f}% / {at(3 * r.T // 4):+.2f}% at T/4, T/2, "
                      f"3T/4, {e_end:+.2f}% at the end")
-    if r.T > fitted_T:
+    if r.steps[-1] > fitted_T:
         parts.append(f"error {at(fitted_T):+.2f}% at the last fitted step {fitted_T}: "
                      + ("it grows beyond the fitted horizon" if abs(e_end - at(fitted_T)) > abs(at(fitted_T))
                         else "already there within the fitted horizon"))
