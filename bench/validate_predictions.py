@@ -19,7 +19,7 @@ B  horizon transfer: in a group with cosine runs of one floor at several horizon
 M  the multi-power law's own protocol (Luo et al. 2025: fit a 24k cosine, a 24k constant
    and one WSD run, predict the 72k runs and other WSD variants) on the analogous groups:
    fit the group's shortest cosine run (horizon T0), the first T0 steps of its constant-LR
-   run and its shortest WSD run logged from the start; predict every other run of the
+   run and its shortest WSD run logged from the start (at least T0 long); predict every other run of the
    group (longer horizons, other cooldowns, branches, the constant run's end).
 C  schedule transfer: in a group with a constant-LR run and a cosine run decaying to
    (almost) zero, fit those two together and predict every other run of the group
@@ -43,7 +43,7 @@ MPL (each of its refits costs an O(T M) loss-drop sum; ``--intervals`` scores th
 models).  ``--worst N`` explains the N worst predictions of the first model per
 protocol: the run, its schedule, and where along the run the error builds up.
 
-Run:  python bench/validate_predictions.py [--models ...] [--protocols ABMCDS] [--markdown] [--jobs 2]
+Run:  python bench/validate_predictions.py [--models ...] [--protocols ABMCDES] [--markdown] [--jobs 2] [--save F] [--merge F ...]
 """
 
 from __future__ import annotations
