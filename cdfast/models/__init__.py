@@ -13,7 +13,8 @@ bound         the paper's Generalization 1: ``L_inf + D~^2 a_tau + G~^2 b_tau`` 
 bound-alpha   the same with a power on the distance term, ``D~^2 a_tau^alpha``
 power-bound   the convex bound on the effective LR ``eta^p`` with ``D~^2 a'^alpha``
 sat-bound     the same on the saturating effective LR ``eta / (1 + eta / eta_c)``
-effective-bound  the mean prediction of power-bound and sat-bound (the default)
+effective-bound  the mean prediction of power-bound and sat-bound (the default); the paper's
+              form instead when the data do not need their extra parameters
 annealing     Tissue et al. (2024): ``L0 + A S1^-alpha - C S2``
 mpl           Luo et al. (ICLR 2025), the multi-power law (seven parameters)
 ============  ===========================================================================

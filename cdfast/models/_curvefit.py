@@ -154,7 +154,7 @@ class CurveFit:
         """The loss floor: the model's offset coefficient (``L_inf``, or ``L0`` of the peer laws;
         the mean over the members of an averaged model)."""
         if isinstance(self.model, Averaged):
-            return float(np.mean([f.L_inf for f in self.data.members]))
+            return float(sum(w * f.L_inf for w, f in zip(self.model.weights, self.data.members) if w > 0))
         return float(self.params[self.model.coefs[0].name])
 
     def _coef(self, name: str) -> float:
@@ -327,9 +327,10 @@ def _replicates(fit: CurveFit, n_boot: int, seed: int | None) -> list:
 def _refit(fit: CurveFit, n_boot: int, rng: np.random.Generator) -> list:
     d = fit.data
     m = fit.model
-    if isinstance(m, Averaged):  # paired: every member resamples with the same random stream
+    if isinstance(m, Averaged):  # paired: every used member resamples with the same random stream
         seed = int(rng.integers(0, 2**63 - 1))
-        return [_refit(f, n_boot, np.random.default_rng(seed)) for f in d.members]
+        return [_refit(f, n_boot, np.random.default_rng(seed)) if w > 0 else None
+                for f, w in zip(d.members, m.weights)]
     reps = []
     if m.name == "bound":  # linear: resample absolute residuals, re-solve the same design
         y, mask = fit.loss, fit.fitted
@@ -373,7 +374,8 @@ def _predict_replicates(fit: CurveFit, reps: list, x: FloatArray, steps: NDArray
                         g: FloatArray | None) -> FloatArray:
     m = fit.model
     if isinstance(m, Averaged):
-        return np.mean([_predict_replicates(f, r, x, steps, g) for f, r in zip(fit.data.members, reps)], axis=0)
+        return sum(w * _predict_replicates(f, r, x, steps, g)
+                   for f, r, w in zip(fit.data.members, reps, m.weights) if w > 0)
     with np.errstate(invalid="ignore", over="ignore"):
         if m.name == "bound":
             a, b = _rescale(_bound_terms(x, g, steps), x, fit.peak_power)
@@ -666,18 +668,26 @@ def _fit_loss_curves(lrs, steps, losses, model, fit_steps, grad_sq, burn_in, pri
 
 
 def _fit_averaged(m: Averaged, lrs, steps, losses, fit_steps, grad_sq, burn_in, prior) -> CurveFit:
-    """Fit every member on its own; the averaged model predicts their mean."""
+    """Fit every member (and the nested model) on its own; predict their weighted mean.
+
+    With a nested model, the Bayesian information criterion on the fitted points' relative
+    residuals decides whether the members' extra parameters are needed
+    (:mod:`cdfast.models.average`); if not, the nested model alone predicts."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FitWarning)
         fits = [_fit_loss_curves(lrs, steps, losses, member, fit_steps, grad_sq, burn_in, prior, False, None, 1.0)
-                for member in m.members]
+                for member in m.all_members]
     del caught  # re-issued below with the member's name
+    weights = np.array(m.weights)
+    if m.nested is not None:
+        weights = _nested_choice(m, fits)
+    m = m.with_weights(weights)
     params = {f"{f.model.name}:{k}": v for f in fits for k, v in f.params.items()}
     first = fits[0]
-    pred = np.mean([f.prediction for f in fits], axis=0)
+    pred = sum(w * f.prediction for w, f in zip(m.weights, fits) if w > 0)
     y, mask, burned = first.loss, first.fitted, first.burned
     held = ~mask & ~burned
-    msgs = [f"{f.model.name}: {w}" for f in fits for w in f.warnings]
+    msgs = [f"{f.model.name}: {w}" for f, wt in zip(fits, m.weights) if wt > 0 for w in f.warnings]
     return CurveFit(
         model=m, params=params,
         r2=r_squared(y[mask], pred[mask]), r2_holdout=r_squared(y[held], pred[held]),
@@ -685,6 +695,29 @@ def _fit_averaged(m: Averaged, lrs, steps, losses, fit_steps, grad_sq, burn_in, 
         warnings=_warn(msgs),
         data=_FitData(None, (), (), prior, np.empty(0), None, members=tuple(fits)),
     )
+
+
+def _free_params(model: LossModel) -> int:
+    return len(model.coefs) + sum(not p.fixed for p in model.shape)
+
+
+def _nested_choice(m: Averaged, fits: list[CurveFit]) -> FloatArray:
+    """Weights: the model's own, or all on the nested model when it fits better than every member by more
+    than the BIC penalty of the member's extra parameters (:mod:`cdfast.models.average`)."""
+    mask = fits[0].fitted
+    n = int(mask.sum())
+    rss = [float(np.sum((f.prediction[mask] / f.loss[mask] - 1.0) ** 2)) for f in fits]
+    k_nested = _free_params(m.nested)
+    nested_rss = rss[-1]
+    # the nested form must fit better than every member by more than the BIC penalty of the member's extra
+    # parameters: the members' priors then demonstrably hold them away from the data
+    prefer = all(n * np.log(max(nested_rss, 1e-300) / max(r, 1e-300)) <= -(_free_params(mem) - k_nested) * np.log(n)
+                 for mem, r in zip(m.members, rss[:-1]))
+    if prefer:
+        w = np.zeros(len(fits))
+        w[-1] = 1.0
+        return w
+    return np.array(m.weights)
 
 
 def _fit_bound(m, lrs, steps, losses, fit_steps, grad_sq, robust, terms, burn_in, peak_power) -> CurveFit:

@@ -25,7 +25,8 @@ MODELS: dict[str, Callable[[], LossModel]] = {
     "sat-bound": lambda: PowerBound(alpha="fit", lr_map="saturating"),
     "effective-bound": lambda: Averaged(
         [PowerBound(alpha="fit", p="fit"), PowerBound(alpha="fit", lr_map="saturating")], "effective-bound",
-        "the convex bound on the effective LR: the mean of power-bound and sat-bound"),
+        "the convex bound on the effective LR: the mean of power-bound and sat-bound, or the paper's form "
+        "when the data follow it", nested=PowerBound(alpha=1.0, p=1.0)),
     "annealing": AnnealingLaw,
     "mpl": MultiPowerLaw,
 }

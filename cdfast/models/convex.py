@@ -217,6 +217,10 @@ class PowerBound(LossModel):
             self.name = "power-bound"
             self.summary = ("L_inf + D~^2 a'_tau^alpha + G~^2 b'_tau on the effective LR eta^p: "
                             "the convex bound with a power-law distance term and AdamW's sub-linear LR response")
+        elif self.alpha == 1.0 and self.p == 1.0:
+            self.name = "paper-form"
+            self.summary = ("L_inf + D~^2 a_tau + G~^2 b_tau: the paper's form (eq. 2.4) fitted as the other "
+                            "convex-bound models are (relative residuals, burn-in)")
         else:
             self.name = f"power-bound(alpha={self.alpha}, p={self.p})"
             self.summary = "the convex bound on eta^p with a power on the distance term, some exponents fixed"
