@@ -56,6 +56,31 @@ def lr_override(args: argparse.Namespace, T_default: int | None) -> tuple[str, n
     return O.schedule_label(name, params), args.peak_lr * shape
 
 
+def schedule_like(args: argparse.Namespace, ref_lr: np.ndarray | None, horizon: str) -> tuple[str, np.ndarray]:
+    """(label, lr) of --lr-file, or of --schedule NAME --steps T whose peak LR and warmup default
+    to those of ``ref_lr`` (a logged run's LRs; ``--peak-lr`` is needed without it)."""
+    from ..reporting import warmup_of
+
+    if args.lr_file:
+        if args.steps is not None or args.warmup is not None or args.peak_lr is not None:
+            raise CliError("--steps, --warmup and --peak-lr apply to --schedule, not to --lr-file")
+        return os.path.basename(args.lr_file), O.read_lr(args.lr_file)
+    if args.steps is None:
+        raise CliError(f"--schedule needs --steps T ({horizon})")
+    O.check_horizon(args.steps, "--steps")
+    name, params = O.parse_schedule(args.schedule)
+    if args.peak_lr is None and ref_lr is None:
+        raise CliError("the log records no learning rate: give the peak LR with --peak-lr X")
+    peak = args.peak_lr if args.peak_lr is not None else float(ref_lr.max())
+    warmup = args.warmup if args.warmup is not None else (warmup_of(ref_lr) if ref_lr is not None else 0)
+    if warmup >= args.steps:
+        raise CliError(f"the warmup ({warmup} steps{'' if args.warmup is not None else ', from the logged run'}) "
+                       f"does not fit in --steps {args.steps}; set --warmup")
+    lr = peak * S.make(name, args.steps, **params, **({"warmup": warmup} if warmup else {}))
+    return (f"{O.schedule_label(name, params)}, T = {args.steps}, peak LR {peak:g}"
+            + (f", warmup {warmup}" if warmup else "")), lr
+
+
 def _run_from_log(log: Any, path: str, grad: bool) -> Run:
     lr, steps, loss = log.curve()
     branch = int((log.meta.get("lr") or {}).get("branch_step", 0) or 0) if isinstance(log.meta.get("lr"), dict) else 0

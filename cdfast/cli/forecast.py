@@ -6,8 +6,7 @@ import argparse
 
 import numpy as np
 
-from .. import schedules as S
-from ..reporting import warmup_of
+from . import _logs
 from . import _options as O
 from ._options import CliError
 from ._output import check_out, print_table, save_plot, write_table
@@ -41,27 +40,11 @@ def add_parser(sub) -> None:
 
 def _planned(args: argparse.Namespace, log) -> tuple[str, np.ndarray | None]:
     """(label, lr) of the planned schedule from --schedule/--lr-file, or (label, None): the log's own."""
-    if args.lr_file:
-        if args.steps is not None or args.warmup is not None or args.peak_lr is not None:
-            raise CliError("--steps, --warmup and --peak-lr apply to --schedule, not to --lr-file")
-        return args.lr_file, O.read_lr(args.lr_file)
-    if not args.schedule:
+    if not args.lr_file and not args.schedule:
         if args.steps is not None or args.warmup is not None or args.peak_lr is not None:
             raise CliError("--steps, --warmup and --peak-lr describe a --schedule; give --schedule NAME too")
         return f"the log's own ({log.lr_source})", None
-    if args.steps is None:
-        raise CliError("--schedule needs --steps T (the planned horizon)")
-    O.check_horizon(args.steps, "--steps")
-    name, params = O.parse_schedule(args.schedule)
-    logged = log.lr[: log.lr_known_steps] if log.lr is not None else None
-    peak = args.peak_lr if args.peak_lr is not None else (float(logged.max()) if logged is not None else None)
-    if peak is None:
-        raise CliError("the log records no learning rate: give the planned peak with --peak-lr X")
-    warmup = args.warmup if args.warmup is not None else (warmup_of(logged) if logged is not None else 0)
-    if warmup >= args.steps:
-        raise CliError(f"the warmup ({warmup} steps) does not fit in --steps {args.steps}; set --warmup")
-    lr = peak * S.make(name, args.steps, **params, **({"warmup": warmup} if warmup else {}))
-    return f"{O.schedule_label(name, params)}, T = {args.steps}, peak LR {peak:g}, warmup {warmup}", lr
+    return _logs.schedule_like(args, None if log.lr is None else log.lr[: log.lr_known_steps], "the planned horizon")
 
 
 def run(args: argparse.Namespace) -> int:

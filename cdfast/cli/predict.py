@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 
 from .. import _validate as V
-from .. import schedules as S
-from ..reporting import curve_points, interval, warmup_of
+from ..reporting import curve_points, interval
 from . import _logs
 from . import _options as O
 from ._options import CliError
@@ -39,36 +37,14 @@ def add_parser(sub) -> None:
     pr.set_defaults(func=run)
 
 
-def _predict_lr(args: argparse.Namespace, run: _logs.Run) -> tuple[str, np.ndarray, int]:
-    """(label, lr, warmup) of the schedule to predict: --schedule/--steps/--peak-lr/--warmup
-    (defaults: the run's peak LR and warmup) or --lr-file."""
-    if args.lr_file:
-        if args.steps is not None or args.warmup is not None or args.peak_lr is not None:
-            raise CliError("--steps, --warmup and --peak-lr apply to --schedule, not to --lr-file")
-        return os.path.basename(args.lr_file), O.read_lr(args.lr_file), 0
-    if not args.schedule:
-        raise CliError("give the schedule to predict: --schedule NAME[:k=v,...] --steps T, or --lr-file FILE")
-    if args.steps is None:
-        raise CliError("--schedule needs --steps T (the horizon to predict)")
-    O.check_horizon(args.steps, "--steps")
-    name, params = O.parse_schedule(args.schedule)
-    peak = args.peak_lr if args.peak_lr is not None else float(run.lr.max())
-    warmup = warmup_of(run.lr) if args.warmup is None else args.warmup
-    if warmup >= args.steps:
-        raise CliError(f"the warmup ({warmup} steps{'' if args.warmup is not None else ', from the logged run'}) "
-                       f"does not fit in --steps {args.steps}; set --warmup")
-    lr = peak * S.make(name, args.steps, **params, **({"warmup": warmup} if warmup else {}))
-    label = (f"{O.schedule_label(name, params)}, T = {args.steps}, peak LR {peak:g}"
-             + (f", warmup {warmup}" if warmup else ""))
-    return label, lr, warmup
-
-
 def run(args: argparse.Namespace) -> int:
     check_out(args.out, (".csv", ".json"), "--out")
     check_out(args.plot, (".png",), "--plot")
     runs = _logs.read_runs(argparse.Namespace(loss=args.loss), [args.log])
     run = runs[0]
-    label, lr, _ = _predict_lr(args, run)
+    if not args.lr_file and not args.schedule:
+        raise CliError("give the schedule to predict: --schedule NAME[:k=v,...] --steps T, or --lr-file FILE")
+    label, lr = _logs.schedule_like(args, run.lr, "the horizon to predict")
     V.check_positive_last(lr, "cdfast predict")
     masks = _logs.fit_window(runs, args.fit_frac)
     fit = _logs.fit(runs, model=args.model, masks=masks if args.fit_frac < 1 else None, burn_in=args.burn_in)
