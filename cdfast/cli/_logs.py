@@ -191,6 +191,9 @@ def print_fit(fit: Any, runs: Sequence[Run], frac: float) -> None:
         prefix = f"  {r.name}: " if len(runs) > 1 else "  "
         at_last = float(fit.prediction[fit.run == k][-1])
         text = f"{prefix}loss at the last logged step {r.steps[-1]}: model {at_last:.6g}, logged {r.loss[-1]:.6g}"
+        if r.divergence is not None:  # a diverged run has no final loss to predict
+            print(f"{text}; the run diverged at step {r.divergence[0]} (loss {r.divergence[1]}): no final loss")
+            continue
         if r.lr_known is not None:  # never a "final loss" on a schedule held at its last logged LR
             print(text)
             print(f"  {r.name}: the run looks unfinished: its last logged LR is at step {r.lr_known} of T = {r.T}; "
