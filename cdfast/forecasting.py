@@ -39,7 +39,7 @@ The interval.  Its relative half-width at ``level = 0.9`` is
 
 where ``drop`` is the relative loss drop the model still predicts between the last
 logged step and ``T`` (what is extrapolated: most of the error of a forecast is in the
-size of the cooldown's gain, and it grows faster than the drop: ``DROP_POWER``), ``spread`` the disagreement of the two members at ``T``,
+size of the cooldown's gain), ``spread`` the disagreement of the two members at ``T``,
 ``MODEL_FLOOR`` what remains when nothing is extrapolated, ``noise_T`` the noise of
 the final loss itself for noisy losses (the mean of the last ``FINAL_FRAC`` of a run's
 logged losses), and ``noise`` the relative noise of one logged loss (what a noisy fit's
@@ -85,7 +85,13 @@ BURN_FRAC = 0.1
 #: other half separately.  Without it the noise term and the floor trade off freely while
 #: the LR is near its peak (b' is then nearly constant), so a short or noisy curve could
 #: forecast any cooldown gain.
-GAIN_PRIOR = (0.015, 0.35)
+GAIN_PRIOR = (0.015, 0.2)
+#: ... whose centre grows with the peak LR as (eta_max / 1e-3)^GAIN_SLOPE (full-run fits on every
+#: second run: slopes 0.24-0.32 for both members and both kinds of loss, which halves the log-sd of
+#: the centre's residual, 0.35 -> 0.19 for validation losses), within the peak LRs it was measured
+#: on (GAIN_PEAK_RANGE); outside them the centre stays at the range's edge.
+GAIN_SLOPE = 0.27
+GAIN_PEAK_RANGE = (1e-4, 3e-3)
 #: The prior yields as the run shows the noise term itself: its width grows by this factor
 #: times the share by which the LR has come down from its peak at the last logged step (a
 #: decay is what separates the noise term from the floor).  Chosen by bench/validate_forecast.py.
@@ -115,11 +121,11 @@ POOR_FLOOR = 0.01
 #: Declined when the interval's relative half-width exceeds this: the data cannot tell.
 MAX_HALF_WIDTH = 0.25
 #: Interval constants (90% level), calibrated by bench/validate_forecast.py (module docstring).
-K_DROP = 0.65
-DROP_POWER = 1.5
+K_DROP = 0.06
+DROP_POWER = 1.0
 K_SPREAD = 1.0
-MODEL_FLOOR = 0.001
-K_NOISE = 0.6
+MODEL_FLOOR = 0.002
+K_NOISE = 0.5
 #: For noisy losses, the final loss is the mean of the last FINAL_FRAC of the run's logged losses.
 FINAL_FRAC = 0.02
 #: Points of the predicted curve between the burn-in and T.
@@ -319,6 +325,9 @@ class Forecaster:
         self.noisy_option = None if noisy is None else bool(noisy)
         self._lr = x
         self._eta_max = float(x.max())
+        # the noise term's prior centre at this run's peak LR (within the peaks it was measured on)
+        peak = min(max(self._eta_max, GAIN_PEAK_RANGE[0]), GAIN_PEAK_RANGE[1])
+        self._gain_centre = GAIN_PRIOR[0] * (peak / 1e-3) ** GAIN_SLOPE
         self._burn = int(BURN_FRAC * self.T)
         positive = np.flatnonzero(x > 0)
         if positive.size == 0 or positive[-1] + 1 <= self._burn:
@@ -475,7 +484,7 @@ class Forecaster:
             # later points weigh more, as in the offline fit; the prior row weighs relative to their sum
             pw = (uniq / self.T) ** WEIGHT_POWER
             kappa = float(pw.sum()) * (max(PRIOR_NOISE, nz) / (GAIN_PRIOR[1] * (1.0 + GAIN_YIELD * decay))) ** 2
-            target = GAIN_PRIOR[0] * float(np.median(yy[-POOL:]))
+            target = self._gain_centre * float(np.median(yy[-POOL:]))
             try:
                 res = fit_separable(_GainPrior(mw, self._eta_max), [sub], [np.append(yy, target)],
                                     [np.ones(uniq.size + 1, bool)], start=start, exact=False,
