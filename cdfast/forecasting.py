@@ -81,8 +81,8 @@ BURN_FRAC = 0.1
 #: centre GAIN_PRIOR[0] and relative width GAIN_PRIOR[1], weighted like the shape priors.
 #: Estimated from full-run fits of both members on every second run of shared/data
 #: (median 0.014-0.016 for validation losses at 25%, 50% and 75% of a run, log-sd 0.27-0.35;
-#: training losses 0.016-0.020, log-sd 0.45-0.50); bench/validate_forecast.py scores the
-#: other half separately.  Without it the noise term and the floor trade off freely while
+#: training losses 0.016-0.020, log-sd 0.45-0.50; the width, 0.2, is the spread left once the
+#: centre follows the peak LR, below); docs/forecast.md scores the other half separately.  Without it the noise term and the floor trade off freely while
 #: the LR is near its peak (b' is then nearly constant), so a short or noisy curve could
 #: forecast any cooldown gain.
 GAIN_PRIOR = (0.015, 0.2)
@@ -94,7 +94,8 @@ GAIN_SLOPE = 0.27
 GAIN_PEAK_RANGE = (1e-4, 3e-3)
 #: The prior yields as the run shows the noise term itself: its width grows by this factor
 #: times the share by which the LR has come down from its peak at the last logged step (a
-#: decay is what separates the noise term from the floor).  Chosen by bench/validate_forecast.py.
+#: decay is what separates the noise term from the floor).  Chosen on subsets of the real runs
+#: (2, 4 and 5 scored alike; 0 held the prior against a visible cooldown).
 GAIN_YIELD = 4.0
 #: Fewest (pooled) points after the burn-in for a forecast.
 MIN_POINTS = 8
