@@ -62,7 +62,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validate as V
-from .models.base import LossModel
+from .models.base import LossModel, Param
 from .models.convex import ConvexPrep, PowerBound
 from .models._curvefit import WEIGHT_POWER
 from .models.fitting import fit_separable
@@ -223,22 +223,14 @@ def _members() -> list[PowerBound]:
     return out
 
 
-def _with_prior_weight(m: PowerBound, factor: float) -> PowerBound:
-    """``m`` with every prior width divided by ``factor`` (priors weigh ``factor`` times more)."""
-    if factor == 1.0:
-        return m
-    w = object.__new__(type(m))
-    w.__dict__.update(m.__dict__)
-    w.shape = tuple(p if p.prior is None else replace(p, prior=(p.prior[0], p.prior[1] / factor)) for p in m.shape)
-    return w
+def _weighted_priors(shape: tuple[Param, ...], factor: float) -> tuple[Param, ...]:
+    """``shape`` with every prior width divided by ``factor`` (the priors weigh ``factor`` times more)."""
+    return tuple(p if p.prior is None else replace(p, prior=(p.prior[0], p.prior[1] / factor)) for p in shape)
 
 
-def _fixed_shape(m: PowerBound, theta: FloatArray) -> PowerBound:
-    """``m`` with its shape parameters fixed at ``theta`` (a fit then only solves the coefficients)."""
-    w = object.__new__(type(m))
-    w.__dict__.update(m.__dict__)
-    w.shape = tuple(replace(p, lo=float(t), hi=float(t), start=(float(t),), prior=None) for p, t in zip(m.shape, theta))
-    return w
+def _fixed(shape: tuple[Param, ...], theta: FloatArray) -> tuple[Param, ...]:
+    """``shape`` fixed at ``theta`` (a fit then only solves the coefficients)."""
+    return tuple(replace(p, lo=float(t), hi=float(t), start=(float(t),), prior=None) for p, t in zip(shape, theta))
 
 
 class _GainPrior(LossModel):
@@ -251,12 +243,12 @@ class _GainPrior(LossModel):
 
     has_surrogate = False
 
-    def __init__(self, member: PowerBound, eta_max: float) -> None:
+    def __init__(self, member: PowerBound, eta_max: float, shape: tuple[Param, ...]) -> None:
         self.member = member
         self.eta_max = np.array([eta_max])
         self.name = member.name
         self.coefs = member.coefs
-        self.shape = member.shape
+        self.shape = shape  # the member's, with the priors or bounds of this fit
 
     def prepare(self, lr, steps, grad_sq=None):  # pragma: no cover - the forecaster prepares the member
         raise NotImplementedError("prepare the wrapped member")
@@ -334,8 +326,6 @@ class Forecaster:
         if positive.size == 0 or positive[-1] + 1 <= self._burn:
             raise ValueError("lr has no positive learning rate after the first "
                              f"{100 * BURN_FRAC:g}% of the run (steps 1..{self._burn}); pass the whole planned schedule")
-        # a step with eta = 0 does not move the iterate: its loss is that after the last positive LR
-        self._moved = np.maximum.accumulate(np.where(x > 0, np.arange(1, self.T + 1), 0))
         self._steps: list[int] = []
         self._losses: list[float] = []
         self.diverged: tuple[int, float] | None = None
@@ -419,8 +409,6 @@ class Forecaster:
 
     def _grid(self) -> tuple[IntArray, list[ConvexPrep]]:
         steps = np.unique(np.linspace(self._burn + 1, self.T, GRID).round().astype(np.int64))
-        steps = np.unique(self._moved[steps - 1])
-        steps = steps[steps > 0]
         if self._grid_prep is None:
             self._grid_prep = [m.prepare(self._lr, steps) for m in self._members]
         return steps, self._grid_prep
@@ -454,41 +442,39 @@ class Forecaster:
         noisy = noise > NOISY_ABOVE if self.noisy_option is None else self.noisy_option
         if noisy:  # medians of up to POOL points, as many as leave MIN_POINTS of them
             steps, y = _pool(steps, y, min(POOL, steps.size // MIN_POINTS))
-        eff = self._moved[steps - 1]  # zero-LR steps take the loss after the last positive LR
-        uniq, inv = np.unique(eff, return_inverse=True)
-        idx = self._prepare_steps(uniq)
+        # (a step with a zero LR is predicted as the step after the last positive LR: the
+        # members' prepare does that, models.convex.moved_steps)
+        idx = self._prepare_steps(steps)
         grid, gpreps = self._grid()
         nz = noise if math.isfinite(noise) else 0.0
         factor = max(1.0, nz / PRIOR_NOISE)
-        lr_seen = self._lr[uniq - 1]
+        lr_seen = self._lr[steps - 1]
         decay = 1.0 - float(lr_seen[-1]) / float(lr_seen.max())  # how far the LR has come down from its peak
-        restart = uniq.size >= RESTART_GROWTH * self._restart_at
-        search = restart or uniq.size >= SEARCH_GROWTH * self._search_at
+        restart = steps.size >= RESTART_GROWTH * self._restart_at
+        search = restart or steps.size >= SEARCH_GROWTH * self._search_at
         if restart:
-            self._restart_at = uniq.size
+            self._restart_at = steps.size
             self.n_restarts += 1
         if search:
-            self._search_at = uniq.size
+            self._search_at = steps.size
             self.n_searches += 1
+        # later points weigh more, as in the offline fit; the prior row weighs relative to their sum
+        pw = (steps / self.T) ** WEIGHT_POWER
+        kappa = float(pw.sum()) * (max(PRIOR_NOISE, nz) / (GAIN_PRIOR[1] * (1.0 + GAIN_YIELD * decay))) ** 2
+        target = self._gain_centre * float(np.median(y[-POOL:]))
         preds_T, curves, now, params = [], [], [], {}
         rms = []
         for i, m in enumerate(self._members):
             p = self._prep[i]
             sub = ConvexPrep(p.lr, p.steps[idx], p.grad_sq, p.p_nodes, p.log_a[:, idx], p.log_b[:, idx])
-            # one point per distinct effective step: the mean of the losses mapped to it
-            yy = np.bincount(inv, weights=y) / np.bincount(inv)
             if search or self._theta[i] is None:
-                mw = _with_prior_weight(m, factor)
+                shape = _weighted_priors(m.shape, factor)
                 start = None if restart or self._theta[i] is None else self._theta[i]
             else:  # between searches: the previous shape, coefficients re-solved
-                mw, start = _fixed_shape(m, self._theta[i]), None
-            # later points weigh more, as in the offline fit; the prior row weighs relative to their sum
-            pw = (uniq / self.T) ** WEIGHT_POWER
-            kappa = float(pw.sum()) * (max(PRIOR_NOISE, nz) / (GAIN_PRIOR[1] * (1.0 + GAIN_YIELD * decay))) ** 2
-            target = self._gain_centre * float(np.median(yy[-POOL:]))
+                shape, start = _fixed(m.shape, self._theta[i]), None
             try:
-                res = fit_separable(_GainPrior(mw, self._eta_max), [sub], [np.append(yy, target)],
-                                    [np.ones(uniq.size + 1, bool)], start=start, exact=False,
+                res = fit_separable(_GainPrior(m, self._eta_max, shape), [sub], [np.append(y, target)],
+                                    [np.ones(steps.size + 1, bool)], start=start, exact=False,
                                     point_weights=[np.append(pw, kappa)])
             except ValueError as e:
                 return self._decline(f"the loss model cannot be fitted to these losses ({e})", noisy, noise,
@@ -501,7 +487,7 @@ class Forecaster:
             curve = m.basis(res.theta, gp) @ res.coefs  # exact terms: one O(T) pass per new shape
             curves.append(curve)
             fitted = m.search_basis(res.theta, sub) @ res.coefs
-            rms.append(float(np.sqrt(np.mean((fitted / yy - 1.0) ** 2))))
+            rms.append(float(np.sqrt(np.mean((fitted / y - 1.0) ** 2))))
             now.append(float(fitted[-1]))
             preds_T.append(float(curve[-1]))
             params.update({f"{m.name}:{k}": float(v) for k, v in zip(m.param_names, full)})

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"run {log.name}: {log.steps.size} losses ({log.loss_name}) up to step {f.step} of T = {f.T} "
           f"({100 * f.fraction:.1f}% of the run); schedule: {label}")
     print(f.summary())
-    if f.ok:
+    if f.ok and f.steps.size:  # the curve still ahead (none once the log reaches T)
         show = np.unique(np.round(np.linspace(0, f.steps.size - 1, min(f.steps.size, 6))).astype(int))
         print_table(["step", "loss", "lo", "hi"], [[int(f.steps[i]), float(f.curve[i]), float(f.curve_low[i]),
                                                    float(f.curve_high[i])] for i in show])

@@ -629,7 +629,7 @@ def _fit_loss_curves(lrs, steps, losses, model, fit_steps, grad_sq, burn_in, pri
     for tag, s, y, *_ in runs:
         if np.any(y <= 0):
             j = int(np.argmax(y <= 0))
-            raise ValueError(f"loss{tag}[{j}] (step {s[j]}) is {y[j]!r}; model {m.name!r} is fitted on relative "
+            raise ValueError(f"loss{tag}[{j}] (step {s[j]}) is {float(y[j])!r}; model {m.name!r} is fitted on relative "
                              "errors and needs positive losses (shift the losses, or use model='bound')")
     preps = [m.prepare(x, s, g) for _, s, _, x, g, *_ in runs]
     ys = [r[2] for r in runs]
