@@ -66,6 +66,8 @@ from .models.base import LossModel, Param
 from .models.convex import ConvexPrep, PowerBound
 from .models._curvefit import WEIGHT_POWER
 from .models.fitting import fit_separable
+from .models._registry import DEFAULT_MODEL, get_model
+from .models.gain import gain_centre, gain_weight
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -75,28 +77,10 @@ __all__ = ["Forecast", "Forecaster", "forecast"]
 #: Points at steps <= BURN_FRAC * T are the early transient: neither fitted nor forecast from
 #: (the same fraction as ``fit_loss_curve(burn_in="auto")``).
 BURN_FRAC = 0.1
-#: The prior on the noise term's size: ``G~^2 f(eta_max) / L``, the coefficient of the
-#: noise term times the effective peak LR, relative to the current loss (the loss share a
-#: cooldown from the peak could remove, up to the log factor of b').  Lognormal-like with
-#: centre GAIN_PRIOR[0] and relative width GAIN_PRIOR[1], weighted like the shape priors.
-#: Estimated from full-run fits of both members on every second run of shared/data
-#: (median 0.014-0.016 for validation losses at 25%, 50% and 75% of a run, log-sd 0.27-0.35;
-#: training losses 0.016-0.020, log-sd 0.45-0.50; the width, 0.2, is the spread left once the
-#: centre follows the peak LR, below); docs/forecast.md scores the other half separately.  Without it the noise term and the floor trade off freely while
-#: the LR is near its peak (b' is then nearly constant), so a short or noisy curve could
-#: forecast any cooldown gain.
-GAIN_PRIOR = (0.015, 0.2)
-#: ... whose centre grows with the peak LR as (eta_max / 1e-3)^GAIN_SLOPE (full-run fits on every
-#: second run: slopes 0.24-0.32 for both members and both kinds of loss, which halves the log-sd of
-#: the centre's residual, 0.35 -> 0.19 for validation losses), within the peak LRs it was measured
-#: on (GAIN_PEAK_RANGE); outside them the centre stays at the range's edge.
-GAIN_SLOPE = 0.27
-GAIN_PEAK_RANGE = (1e-4, 3e-3)
-#: The prior yields as the run shows the noise term itself: its width grows by this factor
-#: times the share by which the LR has come down from its peak at the last logged step (a
-#: decay is what separates the noise term from the floor).  Chosen on subsets of the real runs
-#: (2, 4 and 5 scored alike; 0 held the prior against a visible cooldown).
-GAIN_YIELD = 4.0
+#: The prior on the noise term's size (GAIN_PRIOR, GAIN_SLOPE, GAIN_PEAK_RANGE, GAIN_YIELD) is the
+#: default model's: :mod:`cdfast.models.gain`.  Without it the noise term and the floor trade off
+#: freely while the LR is near its peak (b' is then nearly constant), so a short or noisy curve
+#: could forecast any cooldown gain.
 #: Fewest (pooled) points after the burn-in for a forecast.
 MIN_POINTS = 8
 #: Noisy losses are pooled into medians of up to this many consecutive logged points (fewer
@@ -215,12 +199,8 @@ class Forecast:
 
 
 def _members() -> list[PowerBound]:
-    """The default model's members, with the loss floor bounded below by 0."""
-    out = []
-    for m in (PowerBound(alpha="fit", p="fit"), PowerBound(alpha="fit", lr_map="saturating")):
-        m.coefs = (replace(m.coefs[0], lo=0.0), *m.coefs[1:])
-        out.append(m)
-    return out
+    """The default model's members (the loss floor bounded below by 0, the noise term's prior)."""
+    return list(get_model(DEFAULT_MODEL).members)
 
 
 def _weighted_priors(shape: tuple[Param, ...], factor: float) -> tuple[Param, ...]:
@@ -234,7 +214,7 @@ def _fixed(shape: tuple[Param, ...], theta: FloatArray) -> tuple[Param, ...]:
 
 
 class _GainPrior(LossModel):
-    """A member fitted with :data:`GAIN_PRIOR` as one more (virtual) point.
+    """A member fitted with the noise term's prior (:mod:`cdfast.models.gain`) as one more (virtual) point.
 
     The prior is linear in the coefficients (``G~^2 f(eta_max) = h0 L``), so it joins the
     bounded linear solve of variable projection as one row ``[0, 0, f(eta_max; theta)]``
@@ -245,7 +225,7 @@ class _GainPrior(LossModel):
 
     def __init__(self, member: PowerBound, eta_max: float, shape: tuple[Param, ...]) -> None:
         self.member = member
-        self.eta_max = np.array([eta_max])
+        self.eta_max = eta_max
         self.name = member.name
         self.coefs = member.coefs
         self.shape = shape  # the member's, with the priors or bounds of this fit
@@ -255,9 +235,7 @@ class _GainPrior(LossModel):
 
     def basis(self, theta: FloatArray, prep: ConvexPrep) -> FloatArray:
         phi = self.member.search_basis(theta, prep)
-        row = np.zeros((1, phi.shape[1]))
-        row[0, 2] = self.member.effective_lr(self.eta_max, float(theta[1]))[0]
-        return np.vstack([phi, row])
+        return np.vstack([phi, self.member.gain_row(theta, self.eta_max)[None, :]])
 
 
 def _noise(y: FloatArray) -> float:
@@ -319,8 +297,7 @@ class Forecaster:
         self._lr = x
         self._eta_max = float(x.max())
         # the noise term's prior centre at this run's peak LR (within the peaks it was measured on)
-        peak = min(max(self._eta_max, GAIN_PEAK_RANGE[0]), GAIN_PEAK_RANGE[1])
-        self._gain_centre = GAIN_PRIOR[0] * (peak / 1e-3) ** GAIN_SLOPE
+        self._gain_centre = gain_centre(self._eta_max)
         self._burn = int(BURN_FRAC * self.T)
         positive = np.flatnonzero(x > 0)
         if positive.size == 0 or positive[-1] + 1 <= self._burn:
@@ -400,8 +377,7 @@ class Forecaster:
             if np.any(np.diff(self._prepared) < 0):  # a step inside the prepared range: re-sort
                 order = np.argsort(self._prepared, kind="stable")
                 self._prepared = self._prepared[order]
-                self._prep = [ConvexPrep(p.lr, p.steps[order], p.grad_sq, p.p_nodes, p.log_a[:, order],
-                                         p.log_b[:, order]) for p in self._prep]
+                self._prep = [p.select(order) for p in self._prep]
         idx = np.searchsorted(self._prepared, steps)
         if not np.array_equal(self._prepared[idx], steps):  # pragma: no cover - an internal invariant
             raise RuntimeError("cdfast forecaster: prepared steps out of step with the data; please report this")
@@ -460,13 +436,13 @@ class Forecaster:
             self.n_searches += 1
         # later points weigh more, as in the offline fit; the prior row weighs relative to their sum
         pw = (steps / self.T) ** WEIGHT_POWER
-        kappa = float(pw.sum()) * (max(PRIOR_NOISE, nz) / (GAIN_PRIOR[1] * (1.0 + GAIN_YIELD * decay))) ** 2
+        kappa = float(pw.sum()) * gain_weight(decay, nz) ** 2
         target = self._gain_centre * float(np.median(y[-POOL:]))
         preds_T, curves, now, params = [], [], [], {}
         rms = []
         for i, m in enumerate(self._members):
             p = self._prep[i]
-            sub = ConvexPrep(p.lr, p.steps[idx], p.grad_sq, p.p_nodes, p.log_a[:, idx], p.log_b[:, idx])
+            sub = p.select(idx)
             if search or self._theta[i] is None:
                 shape = _weighted_priors(m.shape, factor)
                 start = None if restart or self._theta[i] is None else self._theta[i]

@@ -46,7 +46,8 @@ from ._registry import get_model
 from .average import Averaged
 from .base import LossModel
 from .convex import moved_steps
-from .fitting import fit_separable
+from .fitting import PRIOR_NOISE, CoefPrior, fit_separable
+from .gain import gain_priors
 
 FloatArray = NDArray[np.float64]
 
@@ -300,6 +301,7 @@ class _FitData:
     robust: bool = False
     members: tuple = ()  # an averaged model: the members' fits
     weights: list | None = None  # relative point weights of the fit
+    coef_priors: tuple = ()  # priors on the coefficients (the noise term's size, models.gain)
     cache: dict = field(default_factory=dict)  # bootstrap refits by (n_boot, seed)
 
 
@@ -358,8 +360,11 @@ def _refit(fit: CurveFit, n_boot: int, rng: np.random.Generator) -> list:
             ys.append(ystar)
         centers = {par.name: par.prior[0] + PRIOR_DRAW * par.prior[1] * rng.standard_normal()
                    for par in m.shape if d.prior and par.prior is not None and not par.fixed}
+        # the coefficient priors' centres are drawn alike (relative width PRIOR_NOISE / weight)
+        cps = [CoefPrior(c.row, c.target * math.exp(PRIOR_DRAW * PRIOR_NOISE / c.weight * rng.standard_normal()),
+                         c.weight) for c in d.coef_priors]
         res = fit_separable(m, d.preps, ys, d.masks, prior=d.prior, start=d.theta, centers=centers, exact=False,
-                            point_weights=d.weights)
+                            point_weights=d.weights, coef_priors=cps)
         reps.append((res.theta, res.coefs))
     return reps
 
@@ -642,7 +647,8 @@ def _fit_loss_curves(lrs, steps, losses, model, fit_steps, grad_sq, burn_in, pri
             raise ValueError(f"model {m.name!r} is infinite at step {s[j]}{tag} (its learning rate eta_{s[j]} is 0, "
                              "or no positive LR precedes it); exclude it with fit_steps")
     pw = None if WEIGHT_POWER == 0 else [(r[1] / r[3].shape[0]) ** WEIGHT_POWER for r in runs]
-    res = fit_separable(m, preps, ys, masks, prior=prior, point_weights=pw)
+    cp = gain_priors(m, [r[3] for r in runs], [r[1] for r in runs], ys, masks) if getattr(m, "gain_prior", False) else []
+    res = fit_separable(m, preps, ys, masks, prior=prior, point_weights=pw, coef_priors=cp)
     params = dict(zip(m.param_names, (*res.theta.tolist(), *res.coefs.tolist())))
     pred = np.concatenate([np.asarray(m.basis(res.theta, p), dtype=np.float64) @ res.coefs for p in preps])
     pred[~np.isfinite(pred)] = np.inf
@@ -663,7 +669,8 @@ def _fit_loss_curves(lrs, steps, losses, model, fit_steps, grad_sq, burn_in, pri
         steps=np.concatenate([r[1] for r in runs]), loss=y, fitted=mask, prediction=pred,
         run=np.concatenate([np.full(r[1].size, i, dtype=np.int64) for i, r in enumerate(runs)]),
         burned=burned, warnings=_warn(msgs),
-        data=_FitData(tuple(preps), tuple(ys), tuple(masks), prior, res.theta, None, robust=False, weights=pw),
+        data=_FitData(tuple(preps), tuple(ys), tuple(masks), prior, res.theta, None, robust=False, weights=pw,
+                      coef_priors=tuple(cp)),
     )
 
 

@@ -24,9 +24,10 @@ MODELS: dict[str, Callable[[], LossModel]] = {
     "power-bound": lambda: PowerBound(alpha="fit", p="fit"),
     "sat-bound": lambda: PowerBound(alpha="fit", lr_map="saturating"),
     "effective-bound": lambda: Averaged(
-        [PowerBound(alpha="fit", p="fit"), PowerBound(alpha="fit", lr_map="saturating")], "effective-bound",
-        "the convex bound on the effective LR: the mean of power-bound and sat-bound, or the paper's form "
-        "when the data follow it", nested=PowerBound(alpha=1.0, p=1.0)),
+        [PowerBound(alpha="fit", p="fit", gain_prior=True), PowerBound(alpha="fit", lr_map="saturating", gain_prior=True)],
+        "effective-bound",
+        "the convex bound on the effective LR: the mean of power-bound and sat-bound (with the prior on the noise "
+        "term's size), or the paper's form when the data follow it", nested=PowerBound(alpha=1.0, p=1.0)),
     "annealing": AnnealingLaw,
     "mpl": MultiPowerLaw,
 }

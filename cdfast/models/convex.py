@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .._validate import as_steps, as_vector, check_grad_sq, check_values
 from ..curve import bound_curve_terms
@@ -147,6 +148,20 @@ class ConvexPrep:
     log_b: FloatArray
     #: exact (a', b') per p evaluated so far
     exact: dict[float, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
+    #: derived once, not per search evaluation: the nodes' barycentric weights, and the steps
+    #: where log a' (log b') is not finite at some node (kept infinite by the interpolant)
+    node_weights: FloatArray = field(init=False, repr=False)
+    bad_a: NDArray[np.bool_] = field(init=False, repr=False)
+    bad_b: NDArray[np.bool_] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.node_weights = _chebyshev(-1.0, 1.0, self.p_nodes.shape[0])[1]
+        self.bad_a = ~np.isfinite(self.log_a).all(axis=0)
+        self.bad_b = ~np.isfinite(self.log_b).all(axis=0)
+
+    def select(self, idx: Any) -> "ConvexPrep":
+        """The preparation at ``steps[idx]`` only (no kernel pass)."""
+        return ConvexPrep(self.lr, self.steps[idx], self.grad_sq, self.p_nodes, self.log_a[:, idx], self.log_b[:, idx])
 
 
 def _chebyshev(lo: float, hi: float, n: int) -> tuple[FloatArray, FloatArray]:
@@ -154,7 +169,7 @@ def _chebyshev(lo: float, hi: float, n: int) -> tuple[FloatArray, FloatArray]:
     k = np.arange(n)
     theta = (2 * k + 1) * math.pi / (2 * n)
     x = 0.5 * (lo + hi) + 0.5 * (hi - lo) * np.cos(theta)
-    w = (-1.0) ** k * np.sin(theta)
+    w = (-1.0) ** k * np.sin(theta)  # independent of [lo, hi] (a common factor cancels)
     return x, w
 
 
@@ -180,6 +195,9 @@ class PowerBound(LossModel):
     lr_map : {"power", "saturating"}
         ``"power"``: ``f(eta) = eta^p``.  ``"saturating"``: ``f(eta) = eta / (1 + eta / eta_c)``
         with a fitted ``eta_c`` (linear below ``eta_c``, capped above it); ``p`` is then unused.
+    gain_prior : bool
+        Fit with the prior on the noise term's size (:mod:`cdfast.models.gain`) and the loss
+        floor bounded below by 0, as the default model's members and the forecaster do.
     """
 
     coefs = (
@@ -195,10 +213,16 @@ class PowerBound(LossModel):
     ETA_C = Param("eta_c", 1e-6, 1.0, (2e-3, 2e-4, 2e-2), doc="LR above which the effective LR saturates",
                   log=True, prior=(math.log(2e-3), 1.5))
 
-    def __init__(self, alpha: float | str = "fit", p: float | str = "fit", lr_map: str = "power") -> None:
+    def __init__(self, alpha: float | str = "fit", p: float | str = "fit", lr_map: str = "power",
+                 gain_prior: bool = False) -> None:
         if lr_map not in ("power", "saturating"):
             raise ValueError(f"lr_map = {lr_map!r}; choose 'power' (eta^p) or 'saturating' (eta / (1 + eta/eta_c))")
+        if not isinstance(gain_prior, (bool, np.bool_)):
+            raise TypeError(f"gain_prior must be True or False, got {gain_prior!r}")
         self.lr_map = lr_map
+        self.gain_prior = bool(gain_prior)
+        if self.gain_prior:  # a loss (a cross-entropy) has a floor >= 0
+            self.coefs = (Param("L_inf", 0.0, _INF, doc="loss floor (>= 0)"), *self.coefs[1:])
         self.alpha = self._option(alpha, self.ALPHA)
         second = self.P if lr_map == "power" else self.ETA_C
         self.p = self._option(p, self.P) if lr_map == "power" else "fit"
@@ -236,15 +260,17 @@ class PowerBound(LossModel):
         return float(value)
 
     def __repr__(self) -> str:
-        return f"PowerBound(alpha={self.alpha!r}, p={self.p!r}, lr_map={self.lr_map!r})"
+        extra = ", gain_prior=True" if self.gain_prior else ""
+        return f"PowerBound(alpha={self.alpha!r}, p={self.p!r}, lr_map={self.lr_map!r}{extra})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PowerBound):
             return NotImplemented
-        return (self.alpha, self.p, self.lr_map) == (other.alpha, other.p, other.lr_map)
+        return (self.alpha, self.p, self.lr_map, self.gain_prior) == (other.alpha, other.p, other.lr_map,
+                                                                      other.gain_prior)
 
     def __hash__(self) -> int:
-        return hash(("PowerBound", self.alpha, self.p, self.lr_map))
+        return hash(("PowerBound", self.alpha, self.p, self.lr_map, self.gain_prior))
 
     # -- evaluation ---------------------------------------------------------
 
@@ -253,6 +279,12 @@ class PowerBound(LossModel):
         if self.lr_map == "power":
             return lr if q == 1.0 else lr ** q
         return lr / (1.0 + lr / q)
+
+    def gain_row(self, theta: FloatArray, eta_max: float) -> FloatArray:
+        """The coefficient row of the noise term's size ``G~^2 f(eta_max)`` (:mod:`cdfast.models.gain`)."""
+        row = np.zeros(len(self.coefs))
+        row[2] = float(self.effective_lr(np.array([float(eta_max)]), float(theta[1]))[0])
+        return row
 
     def _exact(self, q: float, prep: ConvexPrep) -> tuple[FloatArray, FloatArray]:
         got = prep.exact.get(q)
@@ -292,21 +324,20 @@ class PowerBound(LossModel):
 
     def prepare(self, lr: FloatArray, steps: IntArray, grad_sq: FloatArray | None = None) -> ConvexPrep:
         x, s, g = _inputs(lr, steps, grad_sq)
-        prep = ConvexPrep(x, s, g, np.empty(0), np.empty((0, s.shape[0])), np.empty((0, s.shape[0])))
-        if not self.shape[1].fixed:
-            lo, hi, logscale = self._search_range()
-            nodes, _ = _chebyshev(lo, hi, self.n_nodes)
-            # every node's effective LR in one stacked call: the rows run in parallel
-            X = np.stack([self.effective_lr(x, float(math.exp(z) if logscale else z)) for z in nodes])
-            at, expand = moved_steps(x, s)
-            a, b = bound_curve_terms(X, g, at=at, rtol=CURVE_RTOL)
-            with np.errstate(divide="ignore"):
-                prep.log_a = np.log(np.asarray(a, dtype=np.float64))
-                prep.log_b = np.log(np.asarray(b, dtype=np.float64))
-            if expand is not None:
-                prep.log_a, prep.log_b = prep.log_a[:, expand], prep.log_b[:, expand]
-            prep.p_nodes = nodes
-        return prep
+        if self.shape[1].fixed:
+            return ConvexPrep(x, s, g, np.empty(0), np.empty((0, s.shape[0])), np.empty((0, s.shape[0])))
+        lo, hi, logscale = self._search_range()
+        nodes, _ = _chebyshev(lo, hi, self.n_nodes)
+        # every node's effective LR in one stacked call: the rows run in parallel
+        X = np.stack([self.effective_lr(x, float(math.exp(z) if logscale else z)) for z in nodes])
+        at, expand = moved_steps(x, s)
+        a, b = bound_curve_terms(X, g, at=at, rtol=CURVE_RTOL)
+        with np.errstate(divide="ignore"):
+            log_a = np.log(np.asarray(a, dtype=np.float64))
+            log_b = np.log(np.asarray(b, dtype=np.float64))
+        if expand is not None:
+            log_a, log_b = log_a[:, expand], log_b[:, expand]
+        return ConvexPrep(x, s, g, nodes, log_a, log_b)
 
     @property
     def n_nodes(self) -> int:
@@ -328,13 +359,11 @@ class PowerBound(LossModel):
         alpha, q = float(theta[0]), float(theta[1])
         if prep.p_nodes.shape[0] == 0:
             return self.basis(theta, prep)
-        lo, hi, logscale = self._search_range()
-        _, w = _chebyshev(lo, hi, self.n_nodes)
-        z = math.log(q) if logscale else q
+        z = math.log(q) if self.shape[1].log else q
         with np.errstate(invalid="ignore"):
-            log_a = _barycentric(z, prep.p_nodes, w, prep.log_a)
-            log_b = _barycentric(z, prep.p_nodes, w, prep.log_b)
+            log_a = _barycentric(z, prep.p_nodes, prep.node_weights, prep.log_a)
+            log_b = _barycentric(z, prep.p_nodes, prep.node_weights, prep.log_b)
         # steps where the bound is infinite (eta_tau = 0) stay infinite
-        log_a[~np.isfinite(prep.log_a).all(axis=0)] = np.inf
-        log_b[~np.isfinite(prep.log_b).all(axis=0)] = np.inf
+        log_a[prep.bad_a] = np.inf
+        log_b[prep.bad_b] = np.inf
         return self._columns(alpha, np.exp(log_a), np.exp(log_b))
