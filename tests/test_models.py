@@ -212,6 +212,29 @@ def test_interval_brackets_the_prediction_and_widens_with_level():
         fit.interval(other, n_boot=3)
 
 
+def test_interval_widens_for_other_horizons_and_peak_lrs():
+    """The model-error term of interval(): at least K_HORIZON log(step / T_fit) for another run beyond the
+    fitted steps, K_PEAK |log(peak ratio)| at another peak LR, nothing extra for a fitted run's own schedule."""
+    from cdfast.fit import K_HORIZON, K_PEAK, MODEL_ERROR
+    lrs, steps = _runs()
+    truth = get_model("power-bound")
+    ys = [truth.basis(np.array([0.45, 0.7]), truth.prepare(lr, steps)) @ np.array([2.5, 0.02, 3.0]) for lr in lrs]
+    ys = [y * (1 + 1e-4 * np.cos(steps / 7.0)) for y in ys]
+    fit = cdfast.fit_loss_curves(lrs, [steps] * 2, ys, model="power-bound")
+
+    def half(lr, at):
+        lo, hi = fit.interval(lr, at=[at], n_boot=40)
+        return float(min(hi[0] - fit.predict(lr, at=[at])[0], fit.predict(lr, at=[at])[0] - lo[0])
+                     / fit.predict(lr, at=[at])[0])
+
+    own = half(lrs[1], 3000)
+    longer = half(1e-3 * schedules.cosine(9000, warmup=50), 9000)
+    higher = half(2e-3 * schedules.cosine(3000, warmup=50), 3000)
+    assert own < 2 * MODEL_ERROR  # the refits are tight: about the fixed model error
+    assert longer >= K_HORIZON * np.log(3.0) > own
+    assert higher >= K_PEAK * np.log(2.0) > own
+
+
 def test_bound_interval_is_available_too():
     lrs, steps = _runs()
     ys = [2.5 + 0.01 * np.cumsum(lr)[steps - 1] ** -1 + 1e-3 * np.sin(steps) for lr in lrs]

@@ -221,12 +221,21 @@ class CurveFit:
           most of the error of such an extrapolation comes from).  Refits start from the
           fitted shape and use the models' search basis; the ``(1 - level)/2`` and
           ``(1 + level)/2`` quantiles of the replicates are taken.
-        * the model itself: a relative error ``MODEL_ERROR`` (at 90%, scaled to
-          ``level`` by normal quantiles) for what no refit sees, e.g. a schedule unlike
-          the fitted ones.
+        * the model itself, for what no refit sees: a relative error (at 90%, scaled to
+          ``level`` by normal quantiles) of
 
-        ``PRIOR_DRAW`` and ``MODEL_ERROR`` are calibrated on real runs; the coverage (how
-        often the held-out loss falls inside) is reported by
+              sqrt(MODEL_ERROR^2 + (K_HORIZON * h)^2 + (K_PEAK * rho)^2),
+
+          ``h = log(step / T_fit)`` at steps beyond the last fitted step ``T_fit`` (0
+          before it, and 0 for the schedule of a fitted run itself: the refits already
+          vary the continuation of a run they fit) and ``rho = |log(eta_max / peak)|`` for
+          the nearest peak LR among the fitted runs.  A prediction for another run at a
+          longer horizon or another peak LR errs more than one at a fitted horizon and
+          peak, and several fitted runs pin the parameters so well that their refits do
+          not show it.
+
+        ``PRIOR_DRAW``, ``MODEL_ERROR``, ``K_HORIZON`` and ``K_PEAK`` are calibrated on real
+        runs; the coverage (how often the held-out loss falls inside) is reported by
         ``bench/validate_predictions.py --intervals`` and in docs/models.md.
         """
         level = V.check_scalar(level, "level")
@@ -244,9 +253,25 @@ class CurveFit:
         pred = self.predict(x, at=steps, grad_sq=g)
         # the model's own error, scaled from a 90% to a ``level`` interval (normal quantiles)
         z = NormalDist().inv_cdf(0.5 + level / 2.0) / NormalDist().inv_cdf(0.95)
-        extra = MODEL_ERROR * z * np.abs(pred)
+        h, rho = self._extrapolation(x, steps)
+        extra = z * np.sqrt(MODEL_ERROR ** 2 + (K_HORIZON * h) ** 2 + (K_PEAK * rho) ** 2) * np.abs(pred)
         with np.errstate(invalid="ignore"):
             return pred - np.hypot(np.maximum(pred - lo, 0.0), extra), pred + np.hypot(np.maximum(hi - pred, 0.0), extra)
+
+    def _extrapolation(self, x: FloatArray, steps: NDArray[np.int64]) -> tuple[FloatArray, float]:
+        """How far a prediction under ``x`` at ``steps`` transfers beyond the fitted runs (interval()):
+        the log horizon ratio per step (0 for a fitted run's own schedule, whose continuation the
+        refits already vary) and the log distance of its peak LR to the nearest fitted run's."""
+        lrs = [v for v in self.data.lrs if v is not None]
+        if any(v.shape == x.shape and np.array_equal(v, x) for v in lrs):
+            h = np.zeros(steps.shape)
+        else:
+            h = np.log(np.maximum(steps / float(self.steps[self.fitted].max()), 1.0))
+        peaks = np.array([float(v.max()) for v in lrs])
+        peaks = peaks[peaks > 0]
+        eta_max = float(x.max())
+        rho = float(np.min(np.abs(np.log(eta_max / peaks)))) if peaks.size and eta_max > 0 else 0.0
+        return h, rho
 
     def value_and_grad(self, lr: ArrayLike, grad_sq: ArrayLike | None = None) -> tuple[float, FloatArray]:
         """The predicted loss at the last step ``T = len(lr)`` and its gradient with respect
@@ -302,6 +327,7 @@ class _FitData:
     members: tuple = ()  # an averaged model: the members' fits
     weights: list | None = None  # relative point weights of the fit
     coef_priors: tuple = ()  # priors on the coefficients (the noise term's size, models.gain)
+    lrs: tuple = ()  # the LRs of every run with fitted points (None where only the bound's terms were given)
     cache: dict = field(default_factory=dict)  # bootstrap refits by (n_boot, seed)
 
 
@@ -361,7 +387,7 @@ def _refit(fit: CurveFit, n_boot: int, rng: np.random.Generator) -> list:
         centers = {par.name: par.prior[0] + PRIOR_DRAW * par.prior[1] * rng.standard_normal()
                    for par in m.shape if d.prior and par.prior is not None and not par.fixed}
         # the coefficient priors' centres are drawn alike (relative width PRIOR_NOISE / weight)
-        cps = [CoefPrior(c.row, c.target * math.exp(PRIOR_DRAW * PRIOR_NOISE / c.weight * rng.standard_normal()),
+        cps = [CoefPrior(c.row, c.target * math.exp(COEF_PRIOR_DRAW * PRIOR_NOISE / c.weight * rng.standard_normal()),
                          c.weight) for c in d.coef_priors]
         res = fit_separable(m, d.preps, ys, d.masks, prior=d.prior, start=d.theta, centers=centers, exact=False,
                             point_weights=d.weights, coef_priors=cps)
@@ -492,13 +518,20 @@ def _check_peak_power(peak_power: float | str) -> float | None:
 
 BURN_FRAC = 0.1  # burn_in="auto": this fraction of each run's horizon T (chosen on held-out runs)
 POOR_RMS = 0.01  # warn when the fitted points' RMS relative error exceeds this
-# interval(): prior centres are drawn with PRIOR_DRAW times their width, and a relative model
-# error MODEL_ERROR is added in quadrature to the bootstrap's spread.  Both were calibrated on
-# the real runs of bench/validate_predictions.py (the default model's 90% intervals cover
-# about 90% of held-out final losses over the three protocols; docs/models.md).
-PRIOR_DRAW = 0.4
 WEIGHT_POWER = 1.0  # fitted points weigh (step / T)**WEIGHT_POWER within a run (later points count more)
+# interval(): shape priors' centres are drawn with PRIOR_DRAW times their width (the coefficient
+# priors' with COEF_PRIOR_DRAW: drawing the noise term's prior too made the intervals of half a
+# run twice as wide as its errors), and a relative model error
+# sqrt(MODEL_ERROR^2 + (K_HORIZON h)^2 + (K_PEAK rho)^2) is added in quadrature to the refits'
+# spread.  Calibrated on the default's predictions of every real protocol of
+# bench/validate_predictions.py (338 predictions: 90% intervals cover 0.91 / 1.00 / 0.89 / 0.92 /
+# 0.93 of held-out final losses on A / B / M / C / D); constants chosen on half the predicted runs
+# cover 0.81-0.94 on the other half (docs/models.md).
+PRIOR_DRAW = 0.4
+COEF_PRIOR_DRAW = 0.0
 MODEL_ERROR = 0.0025
+K_HORIZON = 0.01
+K_PEAK = 0.01
 
 
 def _auto_burn(burn_in: int | float | str, model: LossModel) -> int | float:
@@ -670,7 +703,7 @@ def _fit_loss_curves(lrs, steps, losses, model, fit_steps, grad_sq, burn_in, pri
         run=np.concatenate([np.full(r[1].size, i, dtype=np.int64) for i, r in enumerate(runs)]),
         burned=burned, warnings=_warn(msgs),
         data=_FitData(tuple(preps), tuple(ys), tuple(masks), prior, res.theta, None, robust=False, weights=pw,
-                      coef_priors=tuple(cp)),
+                      coef_priors=tuple(cp), lrs=tuple(r[3] for r in runs if r[5].any())),
     )
 
 
@@ -700,7 +733,7 @@ def _fit_averaged(m: Averaged, lrs, steps, losses, fit_steps, grad_sq, burn_in, 
         r2=r_squared(y[mask], pred[mask]), r2_holdout=r_squared(y[held], pred[held]),
         steps=first.steps, loss=y, fitted=mask, prediction=pred, run=first.run, burned=burned,
         warnings=_warn(msgs),
-        data=_FitData(None, (), (), prior, np.empty(0), None, members=tuple(fits)),
+        data=_FitData(None, (), (), prior, np.empty(0), None, members=tuple(fits), lrs=fits[0].data.lrs),
     )
 
 
@@ -788,7 +821,8 @@ def _fit_bound(m, lrs, steps, losses, fit_steps, grad_sq, robust, terms, burn_in
         steps=np.concatenate([r[1] for r in runs]), loss=y, fitted=mask, prediction=pred,
         run=np.concatenate([np.full(r[1].size, i, dtype=np.int64) for i, r in enumerate(runs)]),
         burned=burned, warnings=_warn(msgs), robust=bool(robust), peak_power=float(power),
-        data=_FitData(None, tuple(r[2] for r in runs), tuple(masks), False, np.empty(0), A, robust=bool(robust)),
+        data=_FitData(None, tuple(r[2] for r in runs), tuple(masks), False, np.empty(0), A, robust=bool(robust),
+                      lrs=tuple(r[3] for r in runs if r[5].any())),
     )
 
 

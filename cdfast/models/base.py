@@ -130,6 +130,10 @@ class LossModel(ABC):
     #: whether :meth:`search_basis` is a surrogate of :meth:`basis` (the fit then polishes
     #: its optimum on the exact basis)
     has_surrogate: ClassVar[bool] = False
+    #: how a surrogate's optimum is polished (cdfast.models.fitting): "defect" (defect
+    #: correction, for a cheap surrogate: one exact evaluation per round) or "exact"
+    #: (trust-region steps on the exact basis, for a surrogate as costly as the basis)
+    polish: ClassVar[str] = "exact"
 
     def search_basis(self, theta: FloatArray, prep: Any) -> FloatArray:
         """The basis used while searching ``theta``; by default :meth:`basis`.

@@ -210,6 +210,7 @@ class PowerBound(LossModel):
     P = Param("p", 0.2, 1.5, (0.75, 0.5, 1.0), doc="effective-LR exponent: the bound is evaluated on eta^p",
               prior=(0.75, 0.4))
     has_surrogate = True
+    polish = "defect"  # the Chebyshev surrogate costs nothing next to an exact kernel pass
     ETA_C = Param("eta_c", 1e-6, 1.0, (2e-3, 2e-4, 2e-2), doc="LR above which the effective LR saturates",
                   log=True, prior=(math.log(2e-3), 1.5))
 

@@ -27,7 +27,8 @@ dimensions) on the *profiled* residuals (Golub and Pereyra's variable projection
   point and keeps its own, nearly exact, slope), and the search is repeated from the same
   point on the corrected surrogate, until a round moves the shape by less than
   ``POLISH_TOL`` (at most ``POLISH_ROUNDS`` rounds); the result is re-solved on the exact
-  basis.  Each round costs one exact evaluation (for the convex
+  basis.  A model whose surrogate costs as much as its basis (``polish = "exact"``) is
+  polished by a few trust-region steps on the exact basis instead.  Each round costs one exact evaluation (for the convex
   models one O(T M) kernel pass per run) where trust-region steps on the exact basis with
   a finite-difference Jacobian cost one per step and per shape parameter.
 """
@@ -62,6 +63,10 @@ TOLERANCES = dict(gtol=1e-12)
 #: exact evaluations.
 POLISH_ROUNDS = 3
 POLISH_TOL = 1e-3
+#: Evaluations of the exact basis for a model whose surrogate is as costly as its basis
+#: (``LossModel.polish = "exact"``, e.g. MPL's looser quadrature): a few trust-region steps
+#: from the nearby optimum, on the exact basis.
+POLISH_NFEV = 6
 #: Residual used for a shape at which some fitted step has a non-finite basis value.
 _BAD = 1e3
 
@@ -129,6 +134,7 @@ class _Problem:
                        for k, i in enumerate(self.free) if prior and shape[i].prior is not None]
         self.n_data = sum(int(m.sum()) for m in self.masks)  # data residuals (the coefficient priors' follow)
         self.nfev = 0
+        self.exact = False  # residuals on the search basis (until an exact polish)
         self.factors: list[FloatArray] | None = None  # defect correction of the search basis, per run
 
     # -- coordinates --------------------------------------------------------
@@ -194,7 +200,7 @@ class _Problem:
         return np.array([PRIOR_NOISE * (z[k] - center) / width for k, (center, width) in self.priors])
 
     def residuals(self, z: FloatArray) -> FloatArray:
-        r, _ = self.solve(self.theta(z))
+        r, _ = self.solve(self.theta(z), self.exact)
         return np.concatenate([r, self.prior_residuals(z)]) if self.priors else r
 
     def cost(self, z: FloatArray) -> float:
@@ -280,7 +286,12 @@ def fit_separable(model: LossModel, preps: Sequence[Any], ys: Sequence[FloatArra
         raise ValueError(f"model {model.name!r}: no start value gives a finite fit; check the data "
                          "(losses must be positive and the model finite at every fitted step)")
     _, z, converged = best
-    if exact and model.has_surrogate:  # polish the surrogate's optimum by defect correction (module docstring)
+    if exact and model.has_surrogate and model.polish == "exact":  # a few trust-region steps on the exact basis
+        prob.exact = True
+        out = least_squares(prob.residuals, z, bounds=(prob.zlo, prob.zhi), method="trf",
+                            diff_step=1e-6, x_scale="jac", max_nfev=POLISH_NFEV, **TOLERANCES)
+        z, converged = out.x, bool(out.status > 0)
+    elif exact and model.has_surrogate:  # polish the surrogate's optimum by defect correction (module docstring)
         for _ in range(POLISH_ROUNDS):
             prob.correct(z)
             out = least_squares(prob.residuals, z, bounds=(prob.zlo, prob.zhi), method="trf",
