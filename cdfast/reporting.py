@@ -187,7 +187,7 @@ class RunReport:
     def summary(self) -> str:
         fit, level = self.fit, self.level
         where = "the packaged sample run (cdfast/data/README.md)" if self.packaged else repr(self.path)
-        params = "   ".join(f"{k} = {v:.6g}" for k, v in fit.params.items())
+        params = "   ".join(f"{k} = {v:.6g}" for k, v in fit.predicting_params.items())
         out = [f"cdfast report: {where}", f"  {self.name}",
                f"  {self.describe}; peak LR {self.peak_lr:g}, warmup {self.warmup_steps} steps",
                f"model {fit.model.name}, fitted on every logged loss: {params}  (R^2 = {fit.r2:.4f})"]

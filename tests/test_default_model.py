@@ -69,6 +69,11 @@ def test_the_papers_form_is_not_chosen_on_curves_it_does_not_describe():
     y = y * (1.0 + 1e-3 * np.random.default_rng(0).standard_normal(y.size))
     fit = _fit(y)
     assert fit.model.weights == (0.5, 0.5, 0.0)
+    # what is printed: the parameters of the models that predict, not the unused nested form's
+    assert {k.split(":")[0] for k in fit.predicting_params} == {"power-bound", "sat-bound"}
+    assert any(k.startswith("paper-form:") for k in fit.params)
+    nested = _fit(_eq24(0))
+    assert {k.split(":")[0] for k in nested.predicting_params} == {"paper-form"}
 
 
 def test_weighted_combination_predicts_the_weighted_mean():

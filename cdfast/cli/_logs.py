@@ -181,7 +181,7 @@ def fit(runs: Sequence[Run], *, model: str | None, masks: Sequence[np.ndarray] |
 def print_fit(fit: Any, runs: Sequence[Run], frac: float) -> None:
     n_fit = int(fit.fitted.sum())
     burned = fit.burned if getattr(fit, "burned", None) is not None else np.zeros(fit.fitted.shape, bool)
-    print(f"model {fit.model.name}: " + "   ".join(f"{k} = {v:.6g}" for k, v in fit.params.items()))
+    print(f"model {fit.model.name}: " + "   ".join(f"{k} = {v:.6g}" for k, v in fit.predicting_params.items()))
     window = "every logged step" if frac >= 1 else f"steps <= {frac:g} T"
     print(f"  fitted on {n_fit} of {fit.steps.shape[0]} logged losses ({window}"
           + (f"; {int(burned.sum())} in the burn-in left out" if burned.any() else "") + ")")

@@ -182,6 +182,16 @@ class CurveFit:
         return float(np.sqrt(self.G_sq))
 
     @property
+    def predicting_params(self) -> dict[str, float]:
+        """:attr:`params` of the models that predict: for an averaged model, those of the
+        members with a positive weight (the default's nested paper's form is fitted every time
+        but predicts only when the data follow it)."""
+        if not isinstance(self.model, Averaged):
+            return dict(self.params)
+        used = {m.name for m, w in zip(self.model.all_members, self.model.weights) if w > 0}
+        return {k: v for k, v in self.params.items() if k.split(":", 1)[0] in used}
+
+    @property
     def residuals(self) -> FloatArray:
         """``loss - prediction`` at every logged step."""
         return self.loss - self.prediction
@@ -299,7 +309,8 @@ class CurveFit:
                     f" + {self.G_sq:.6g} b_tau  [D~ = {self.D:.4g}, G~ = {self.G:.4g}]"
                     + (f", peak LR power {self.peak_power:.4g}" if self.peak_power != 1.0 else ""))
         else:
-            head = f"CurveFit ({self.model.name}): " + ", ".join(f"{k} = {v:.6g}" for k, v in self.params.items())
+            head = f"CurveFit ({self.model.name}): " + ", ".join(f"{k} = {v:.6g}"
+                                                                 for k, v in self.predicting_params.items())
         lines = [head, f"  {runs} run(s), fitted on {k} of {n} logged points: R^2 = {self.r2:.5f}, "
                        f"held-out R^2 = {self.r2_holdout:.5f}"]
         lines += [f"  warning: {w}" for w in self.warnings]
