@@ -315,6 +315,10 @@ def summarise(rows: list[dict], models: list[str], protocols: str, markdown: boo
 _TODO: list[Task] = []
 
 
+def _init(todo: list[Task]) -> None:
+    _TODO[:] = todo
+
+
 def _job(args: tuple[int, str, bool, int]) -> list[dict]:
     i, model, intervals, n_boot = args
     return evaluate(_TODO[i], model, intervals, n_boot)
@@ -370,7 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs > 1:
         import multiprocessing
 
-        with multiprocessing.get_context("fork").Pool(min(args.jobs, os.cpu_count() or 1)) as pool:
+        # spawned, not forked: a parent whose Numba kernels ran on the OpenMP threading layer
+        # cannot fork safely (the child is terminated and the pool waits for it forever)
+        with multiprocessing.get_context("spawn").Pool(min(args.jobs, os.cpu_count() or 1), initializer=_init,
+                                                       initargs=(todo,)) as pool:
             parts = pool.map(_job, jobs, chunksize=1)
     else:
         parts = [_job(j) for j in jobs]

@@ -18,6 +18,7 @@ import pytest
 import cdfast
 from cdfast import schedules
 from cdfast.models import PowerBound, get_model
+from cdfast.models.convex import ALPHA_WITH_GAIN_PRIOR
 from cdfast.models.fitting import PRIOR_NOISE, CoefPrior, fit_separable
 from cdfast.models.gain import GAIN_PEAK_RANGE, GAIN_PRIOR, GAIN_SLOPE, gain_centre, gain_weight
 
@@ -81,6 +82,10 @@ def test_the_prior_yields_where_a_cooldown_shows_the_term():
 def test_members_carry_a_floor_at_zero_and_the_prior():
     default = get_model(None)
     assert all(m.gain_prior and m.coefs[0].lo == 0.0 for m in default.members)
+    # their distance exponent's prior as measured with the gain prior, the named models' unchanged
+    assert [m.shape[0].prior[0] for m in default.members] == [ALPHA_WITH_GAIN_PRIOR["power"],
+                                                              ALPHA_WITH_GAIN_PRIOR["saturating"]]
+    assert get_model("sat-bound").shape[0].prior == PowerBound.ALPHA.prior
     assert not get_model("power-bound").gain_prior and get_model("power-bound").coefs[0].lo == -np.inf
     assert PowerBound(gain_prior=True) != PowerBound() and "gain_prior=True" in repr(PowerBound(gain_prior=True))
     with pytest.raises(TypeError, match="gain_prior"):
