@@ -7,7 +7,7 @@ metrics to log, whether to stop) into the framework's own logging and control fl
 
 Indexing: a trainer's logged step ``s`` is mapped to the paper's step (the ``t`` of the
 weights ``w_t`` the loss was measured on) by the same table :func:`cdfast.io.read_log` uses
-(``cdfast.io._log.CONVENTIONS``), so a live forecast and a forecast from the saved log of
+(``cdfast.io.CONVENTIONS``), so a live forecast and a forecast from the saved log of
 the same run see the same points.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._validate import as_vector, check_int, check_scalar, check_values
-from ..io._log import CONVENTIONS
+from ..io import CONVENTIONS
 
 logger = logging.getLogger("cdfast.integrations")
 

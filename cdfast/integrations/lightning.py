@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ._common import EXTRA, LiveForecast, TargetWarning, paper_step
-from ..io._log import EVAL_LOSS_NAMES, TRAIN_LOSS_NAMES
+from ..io import EVAL_LOSS_NAMES, TRAIN_LOSS_NAMES, is_eval_name
 
 
 def _bases() -> tuple[type, ...]:
@@ -135,8 +135,6 @@ class ForecastCallback(*_bases()):  # type: ignore[misc]
         live = self._live
         if live.loss != "auto":
             return live.loss
-        from ..io._log import is_eval_name
-
         return "eval" if live.key is not None and is_eval_name(live.key) else "train"
 
     @staticmethod

@@ -34,7 +34,7 @@ linearly between logged steps; ``lr_source`` says which.  The legacy readers
 step (CSV, NumPy) or the ``torch.optim.lr_scheduler.LambdaLR`` form (JSON, Python).
 """
 
-from ._log import CONVENTIONS, LogWarning, TrainingLog
+from ._log import CONVENTIONS, EVAL_LOSS_NAMES, TRAIN_LOSS_NAMES, LogWarning, TrainingLog, is_eval_name
 from ._lr import LR_RTOL, lr_from_config
 from ._read import FORMATS, detect_format, read_log
 from .table import curve_from_columns, read_csv, read_loss_file, read_lr_file
@@ -43,6 +43,7 @@ from .schedule import SCHEDULE_FORMATS, lambdalr_form, write_schedule
 
 __all__ = [
     "read_log", "detect_format", "TrainingLog", "LogWarning", "FORMATS", "CONVENTIONS", "LR_RTOL",
+    "EVAL_LOSS_NAMES", "TRAIN_LOSS_NAMES", "is_eval_name",
     "WandbRun", "read_wandb_json", "lr_from_config", "read_csv", "curve_from_columns",
     "read_lr_file", "read_loss_file",
     "write_schedule", "lambdalr_form", "SCHEDULE_FORMATS",

@@ -70,6 +70,7 @@ CONVENTIONS: dict[str, Convention] = {
 # ---------------------------------------------------------------------------
 # Column names (lower case), in order of preference
 
+#: the evaluation-loss and training-loss columns read_log (and the trainer callbacks) look for
 EVAL_LOSS_NAMES = ("val_loss", "eval_loss", "eval/loss", "val/loss", "valid_loss", "validation_loss",
                    "validation/loss", "valid/loss", "val_loss_epoch", "val/loss_epoch")
 TRAIN_LOSS_NAMES = ("train_loss", "train/loss", "loss", "train_loss_step", "train_loss_epoch", "training_loss",
@@ -81,6 +82,7 @@ _EVAL_TOKENS = ("val", "eval", "valid")
 
 
 def is_eval_name(name: str) -> bool:
+    """Whether a logged metric's name marks an evaluation loss ("val", "eval" or "valid" in it)."""
     low = name.lower()
     return any(tok in low for tok in _EVAL_TOKENS)
 
