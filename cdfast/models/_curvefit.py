@@ -535,9 +535,9 @@ WEIGHT_POWER = 1.0  # fitted points weigh (step / T)**WEIGHT_POWER within a run 
 # run twice as wide as its errors), and a relative model error
 # sqrt(MODEL_ERROR^2 + (K_HORIZON h)^2 + (K_PEAK rho)^2) is added in quadrature to the refits'
 # spread.  Calibrated on the default's predictions of every real protocol of
-# bench/validate_predictions.py (338 predictions: 90% intervals cover 0.91 / 1.00 / 0.89 / 0.92 /
-# 0.93 of held-out final losses on A / B / M / C / D); constants chosen on half the predicted runs
-# cover 0.81-0.94 on the other half (docs/models.md).
+# bench/validate_predictions.py (338 predictions; the default's 90% intervals now cover 0.93 / 1.00 /
+# 0.89 / 0.91 / 0.93 of held-out final losses on A / B / M / C / D); constants chosen on half the
+# predicted runs cover 0.80-0.94 on the other half (docs/models.md).
 PRIOR_DRAW = 0.4
 COEF_PRIOR_DRAW = 0.0
 MODEL_ERROR = 0.0025
