@@ -67,7 +67,7 @@ from .models.convex import ConvexPrep, PowerBound
 from .models._curvefit import WEIGHT_POWER
 from .models.fitting import fit_separable
 from .models._registry import DEFAULT_MODEL, get_model
-from .models.gain import gain_centre, gain_weight
+from .models.gain import gain_priors
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -215,29 +215,23 @@ def _fixed(shape: tuple[Param, ...], theta: FloatArray) -> tuple[Param, ...]:
     return tuple(replace(p, lo=float(t), hi=float(t), start=(float(t),), prior=None) for p, t in zip(shape, theta))
 
 
-class _GainPrior(LossModel):
-    """A member fitted with the noise term's prior (:mod:`cdfast.models.gain`) as one more (virtual) point.
-
-    The prior is linear in the coefficients (``G~^2 f(eta_max) = h0 L``), so it joins the
-    bounded linear solve of variable projection as one row ``[0, 0, f(eta_max; theta)]``
-    with target ``h0 L``; its point weight sets its strength relative to the data.
-    """
+class _OnSurrogate(LossModel):
+    """A member with this fit's shape (its priors weighted by the noise, or fixed between
+    searches), fitted and evaluated on its Chebyshev surrogate (no exact polish)."""
 
     has_surrogate = False
 
-    def __init__(self, member: PowerBound, eta_max: float, shape: tuple[Param, ...]) -> None:
+    def __init__(self, member: PowerBound, shape: tuple[Param, ...]) -> None:
         self.member = member
-        self.eta_max = eta_max
         self.name = member.name
         self.coefs = member.coefs
-        self.shape = shape  # the member's, with the priors or bounds of this fit
+        self.shape = shape
 
     def prepare(self, lr, steps, grad_sq=None):  # pragma: no cover - the forecaster prepares the member
         raise NotImplementedError("prepare the wrapped member")
 
     def basis(self, theta: FloatArray, prep: ConvexPrep) -> FloatArray:
-        phi = self.member.search_basis(theta, prep)
-        return np.vstack([phi, self.member.gain_row(theta, self.eta_max)[None, :]])
+        return self.member.search_basis(theta, prep)
 
 
 def _noise(y: FloatArray) -> float:
@@ -297,9 +291,6 @@ class Forecaster:
             raise TypeError(f"noisy must be True, False or None, got {noisy!r}")
         self.noisy_option = None if noisy is None else bool(noisy)
         self._lr = x
-        self._eta_max = float(x.max())
-        # the noise term's prior centre at this run's peak LR (within the peaks it was measured on)
-        self._gain_centre = gain_centre(self._eta_max)
         self._burn = int(BURN_FRAC * self.T)
         positive = np.flatnonzero(x > 0)
         if positive.size == 0 or positive[-1] + 1 <= self._burn:
@@ -426,8 +417,6 @@ class Forecaster:
         grid, gpreps = self._grid()
         nz = noise if math.isfinite(noise) else 0.0
         factor = max(1.0, nz / PRIOR_NOISE)
-        lr_seen = self._lr[steps - 1]
-        decay = 1.0 - float(lr_seen[-1]) / float(lr_seen.max())  # how far the LR has come down from its peak
         restart = steps.size >= RESTART_GROWTH * self._restart_at
         search = restart or steps.size >= SEARCH_GROWTH * self._search_at
         if restart:
@@ -436,10 +425,10 @@ class Forecaster:
         if search:
             self._search_at = steps.size
             self.n_searches += 1
-        # later points weigh more, as in the offline fit; the prior row weighs relative to their sum
+        # later points weigh more, as in the offline fit; the noise term's prior (models.gain) yields as the
+        # LR comes down from its peak and weighs more for noisy losses, as the shape priors do
         pw = (steps / self.T) ** WEIGHT_POWER
-        kappa = float(pw.sum()) * gain_weight(decay, nz) ** 2
-        target = self._gain_centre * float(np.median(y[-POOL:]))
+        every = np.ones(steps.size, dtype=bool)
         preds_T, curves, now, params = [], [], [], {}
         rms = []
         for i, m in enumerate(self._members):
@@ -451,9 +440,8 @@ class Forecaster:
             else:  # between searches: the previous shape, coefficients re-solved
                 shape, start = _fixed(m.shape, self._theta[i]), None
             try:
-                res = fit_separable(_GainPrior(m, self._eta_max, shape), [sub], [np.append(y, target)],
-                                    [np.ones(steps.size + 1, bool)], start=start, exact=False,
-                                    point_weights=[np.append(pw, kappa)])
+                res = fit_separable(_OnSurrogate(m, shape), [sub], [y], [every], start=start, exact=False,
+                                    point_weights=[pw], coef_priors=gain_priors(m, [self._lr], [steps], [y], [every], nz))
             except ValueError as e:
                 return self._decline(f"the loss model cannot be fitted to these losses ({e})", noisy, noise,
                                      int(keep.sum()))

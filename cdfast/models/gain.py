@@ -65,10 +65,11 @@ def gain_weight(decay: float, noise: float = PRIOR_NOISE) -> float:
 
 
 def gain_priors(model: Any, lrs: Sequence[np.ndarray], steps: Sequence[np.ndarray], ys: Sequence[np.ndarray],
-                masks: Sequence[np.ndarray]) -> list[CoefPrior]:
+                masks: Sequence[np.ndarray], noise: float = PRIOR_NOISE) -> list[CoefPrior]:
     """One :class:`CoefPrior` per run with fitted points, for a member with ``gain_row`` (a
     :class:`cdfast.models.convex.PowerBound`): ``G~^2 f(eta_max) ~ gain_centre(eta_max) * L``,
-    ``L`` the median of the run's last five fitted losses, all weighted by the fit's largest decay."""
+    ``L`` the median of the run's last five fitted losses, all weighted by the fit's largest decay
+    (:func:`gain_weight`; ``noise`` is the losses' relative noise, for noisy training losses)."""
     decays, rows = [], []
     for x, s, y, m in zip(lrs, steps, ys, masks):
         if not np.any(m):
@@ -77,5 +78,5 @@ def gain_priors(model: Any, lrs: Sequence[np.ndarray], steps: Sequence[np.ndarra
         decays.append(1.0 - float(seen[-1]) / float(seen.max()) if seen.max() > 0 else 0.0)
         eta_max = float(x.max())
         rows.append((eta_max, gain_centre(eta_max) * float(np.median(y[m][-5:]))))
-    w = gain_weight(max(decays, default=0.0))
+    w = gain_weight(max(decays, default=0.0), noise)
     return [CoefPrior(lambda theta, eta=eta_max: model.gain_row(theta, eta), target, w) for eta_max, target in rows]
