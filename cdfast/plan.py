@@ -292,7 +292,7 @@ def _source(source: Any, model: Any, loss: str | None) -> tuple[Any, Any]:
     if isinstance(source, CurveFit):
         if model is not None or loss is not None:
             raise ValueError("model= and loss= choose how a log is fitted; source is already a CurveFit")
-        return source, None
+        return _trusted(source), None
     if isinstance(source, (str, os.PathLike)):
         source = read_log(source, loss=loss)
     elif loss is not None:
@@ -306,7 +306,14 @@ def _source(source: Any, model: Any, loss: str | None) -> tuple[Any, Any]:
     if not _has_gradient(m):  # refuse before the fit
         raise ValueError(f"model {m.name!r} gives no gradient with respect to the learning rates{_needs_grad()}")
     lr, steps, y = source.curve()
-    return fit_loss_curve(lr, steps, y, model=m, divergence=source.divergence), source
+    return _trusted(fit_loss_curve(lr, steps, y, model=m, divergence=source.divergence)), source
+
+
+def _trusted(fit: Any) -> Any:
+    """``fit``, unless it does not describe its data (no plan can rest on it)."""
+    if fit.poor_fit:
+        raise ValueError(f"source: no plan: {fit.poor_fit}; check the log (its loss column and learning rates)")
+    return fit
 
 
 def _families(families: Sequence[Family]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -540,6 +547,7 @@ def plan_schedule(
         without the gradient, a range beyond the supported peak LRs without
         ``extrapolate``, a family that breaks the smoothness limit, ``from_step`` beyond
         the log or T or inside the run's warmup.
+        A fit that does not describe its data (``CurveFit.poor_fit``).
     TypeError
         A source of another type; non-integer T or warmup.
 

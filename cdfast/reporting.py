@@ -204,6 +204,9 @@ class RunReport:
         out += [f"  warning: {w}" for w in getattr(fit, "warnings", ()) or ()]
         out.append(f"the run as logged: the model gives {self.own:.4f} at step {self.last_step} "
                    f"(logged {self.last_loss:.4f})")
+        if fit.poor_fit:
+            out.append(f"no predictions under other schedules: {fit.poor_fit}")
+            return "\n".join(out)
         out.append(f"predicted final loss{f' [{100 * level:g}% interval]' if self.has_interval else ''} under other "
                    f"schedules and horizons (warmup {self.warmup_steps} steps kept):")
         rows = []
@@ -269,6 +272,8 @@ def report_run(log: Any = None, *, loss: str | None = None, model: str | None = 
         band = interval(half, lr, np.array([last_step]), level, boot)
     own = float(fit.predict(lr, at=[last_step])[-1])
     preds, curves, scans = [], [], []
+    if fit.poor_fit:  # no schedule the model cannot describe is predicted
+        specs = []
     with Progress("report", total=len(specs) * len(horizons)) as progress:
         for fam, params in specs:
             label = S.label(fam, params)

@@ -283,3 +283,28 @@ def test_prediction_figure_shows_the_band():
     ax = fig.axes[1]
     assert ax.get_ylim()[0] < float((pred - 0.2)[grid >= 200].min())
     plt.close(fig)
+
+
+def _exploding_log(path: pathlib.Path) -> pathlib.Path:
+    """A loss that falls, then grows 10x every 500 steps without ever becoming non-finite."""
+    steps = np.arange(100, 5001, 100)
+    loss = 3.0 + 5.0 * steps ** -0.3
+    loss = np.where(steps < 3000, loss, loss * 10.0 ** ((steps - 3000) / 500))
+    path.write_text("step,loss,lr\n" + "".join(f"{s},{v:.10g},0.001\n" for s, v in zip(steps, loss)))
+    return path
+
+
+def test_a_fit_that_does_not_describe_the_run_predicts_and_plans_nothing(capsys, tmp_path):
+    log = _exploding_log(tmp_path / "exploding.csv")
+    fit = cdfast.fit_loss_curve(*cdfast.io.read_log(log).curve())
+    assert fit.poor_fit is not None and "RMS" in fit.poor_fit
+    code, text, err = run(capsys, "predict", log, "--schedule", "cosine", "--steps", "10000")
+    assert code == 2 and "no prediction for exploding" in err and "final loss at step" not in text
+    code, text, err = run(capsys, "plan", log, "--steps", "10000")
+    assert code == 2 and "no plan" in err
+    with pytest.raises(ValueError, match="source: no plan"):
+        cdfast.plan_schedule(fit, 10_000)
+    rep = reporting.report_run(log, boot=0)
+    assert rep.predictions == [] and "no predictions under other schedules" in rep.summary()
+    # a run the model does describe is not declined
+    assert cdfast.fit_loss_curve(*cdfast.io.read_log(cdfast.data.SAMPLE_RUN).curve()).poor_fit is None

@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     fit = _logs.fit(runs, model=args.model, masks=masks if args.fit_frac < 1 else None, burn_in=args.burn_in)
     print(f"fit of {run.name} ({run.describe})")
     _logs.print_fit(fit, runs, args.fit_frac)
+    if fit.poor_fit:
+        raise CliError(f"no prediction for {run.name}: {fit.poor_fit}")
     # from the first step with a positive LR: before it the model has nothing to predict (inf)
     at = curve_points(lr.shape[0], args.points, start=int(np.argmax(lr > 0)) + 1)
     predicted = fit.predict(lr, at=at)

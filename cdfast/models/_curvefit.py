@@ -182,6 +182,19 @@ class CurveFit:
         return float(np.sqrt(self.G_sq))
 
     @property
+    def poor_fit(self) -> str | None:
+        """Why the fitted model cannot be trusted to predict, or None: its fitted points' RMS
+        relative error exceeds ``UNFIT_RMS`` (the model does not describe the logged curve)."""
+        y, p = self.loss[self.fitted], self.prediction[self.fitted]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rms = float(np.sqrt(np.mean((p / y - 1.0) ** 2))) if y.size else 0.0
+        if rms <= UNFIT_RMS:
+            return None
+        return (f"the fitted model misses the logged losses by {100 * rms:.2g}% RMS (more than {100 * UNFIT_RMS:g}%): "
+                "it does not describe this run (a loss that grows without becoming non-finite, another loss column, "
+                "or learning rates that are not the run's), so it predicts nothing")
+
+    @property
     def predicting_params(self) -> dict[str, float]:
         """:attr:`params` of the models that predict: for an averaged model, those of the
         members with a positive weight (the default's nested paper's form is fitted every time
@@ -529,6 +542,10 @@ def _check_peak_power(peak_power: float | str) -> float | None:
 
 BURN_FRAC = 0.1  # burn_in="auto": this fraction of each run's horizon T (chosen on held-out runs)
 POOR_RMS = 0.01  # warn when the fitted points' RMS relative error exceeds this
+# CurveFit.poor_fit: above this RMS relative error the fit predicts nothing (plan, predict, report decline).
+# The paper's form misfits real runs by 2-4% RMS and still predicts within its documented errors
+# (docs/models.md); a loss that explodes without becoming non-finite is missed by tens of percent.
+UNFIT_RMS = 0.05
 WEIGHT_POWER = 1.0  # fitted points weigh (step / T)**WEIGHT_POWER within a run (later points count more)
 # interval(): shape priors' centres are drawn with PRIOR_DRAW times their width (the coefficient
 # priors' with COEF_PRIOR_DRAW: drawing the noise term's prior too made the intervals of half a
