@@ -243,6 +243,11 @@ class SchedulePlan:
             lines.append(f"'*' EXTRAPOLATION: the peak LR of {', '.join(ext)} lies outside {lo:.3g}..{hi:.3g}, the "
                          "range the fitted runs support; the model has not seen it: check with a short sweep "
                          "(cdfast.fit_peak_lr_law)")
+        sharp = [s.name for s in self.schedules if _abrupt(fit, s.lr)]
+        if sharp:
+            lines.append(f"abrupt fall: {', '.join(sharp)} drop the LR more abruptly than any fitted run does; the "
+                         "loss right after such a fall is an extrapolation, likely predicted too high for a while "
+                         "(the interval is widened for it): check with a short run")
         if band:
             same = [s.name for s in self.schedules if s is not best and not s.distinguishable]
             if same:
@@ -700,6 +705,15 @@ def plan_schedule(
                         run_peak_lr=run_peak, run_T=run_T, n_boot=n_boot, seconds=time.perf_counter() - t0,
                         supported=supported, extrapolate=bool(extrapolate), max_step=ms,
                         from_step=from_step or 0, trust_note=note)
+
+
+def _abrupt(fit: Any, lr: FloatArray) -> bool:
+    """Whether ``lr`` falls more abruptly than any run ``fit`` was fitted on (a step schedule
+    planned from smooth runs; :mod:`cdfast.models.transfer`)."""
+    from .models.transfer import ABRUPT_NOTE
+
+    method = getattr(fit, "extrapolation", None)
+    return method is not None and getattr(fit, "data", None) is not None and method(lr).abrupt > ABRUPT_NOTE
 
 
 # ---------------------------------------------------------------------------

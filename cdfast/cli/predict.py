@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  final loss at step {lr.shape[0]} = {with_interval(float(predicted[-1]), band, digits=6)}{note}")
     if band is None:
         print(f"  (model {fit.model.name} gives no interval in this version)")
+    for line in fit.extrapolation(lr).notes():
+        print(f"  extrapolation: {line}")
     show = np.unique(np.round(np.linspace(0, at.shape[0] - 1, min(at.shape[0], 11))).astype(int))
     cols = ["step", "lr", "loss"] + (["lo", "hi"] if band is not None else [])
     print_table(cols, [[int(at[i]), float(lr[at[i] - 1]), float(predicted[i])]

@@ -48,6 +48,7 @@ from .base import LossModel
 from .convex import moved_steps
 from .fitting import PRIOR_NOISE, CoefPrior, fit_separable
 from .gain import gain_priors
+from .transfer import Extrapolation, extrapolation
 
 FloatArray = NDArray[np.float64]
 
@@ -247,18 +248,22 @@ class CurveFit:
         * the model itself, for what no refit sees: a relative error (at 90%, scaled to
           ``level`` by normal quantiles) of
 
-              sqrt(MODEL_ERROR^2 + (K_HORIZON * h)^2 + (K_PEAK * rho)^2),
+              sqrt(MODEL_ERROR^2 + (K_HORIZON * h)^2 + (K_PEAK * rho)^2 + (K_ABRUPT * e)^2),
 
           ``h = log(step / T_fit)`` at steps beyond the last fitted step ``T_fit`` (0
           before it, and 0 for the schedule of a fitted run itself: the refits already
           vary the continuation of a run they fit) and ``rho = |log(eta_max / peak)|`` for
-          the nearest peak LR among the fitted runs.  A prediction for another run at a
-          longer horizon or another peak LR errs more than one at a fitted horizon and
-          peak, and several fitted runs pin the parameters so well that their refits do
-          not show it.
+          the nearest peak LR among the fitted runs, and ``e`` the fraction of its peak by
+          which the LR has fallen abruptly by that step beyond any fitted run's fall
+          (:mod:`cdfast.models.transfer`; e.g. 0.9 after a 10x step decay predicted from
+          cosine runs).  A prediction for another run at a longer horizon or another peak
+          LR, or through a fall no fitted run shows, errs more than one inside the fitted
+          runs, and several fitted runs pin the parameters so well that their refits do
+          not show it.  :meth:`extrapolation` says which of these apply.
 
         ``PRIOR_DRAW``, ``MODEL_ERROR``, ``K_HORIZON`` and ``K_PEAK`` are calibrated on real
-        runs; the coverage (how often the held-out loss falls inside) is reported by
+        runs, ``K_ABRUPT`` on the noisy quadratic (the real runs have no abrupt falls); the
+        coverage (how often the held-out loss falls inside) is reported by
         ``bench/validate_predictions.py --intervals`` and in docs/models.md.
         """
         level = V.check_scalar(level, "level")
@@ -276,25 +281,21 @@ class CurveFit:
         pred = self.predict(x, at=steps, grad_sq=g)
         # the model's own error, scaled from a 90% to a ``level`` interval (normal quantiles)
         z = NormalDist().inv_cdf(0.5 + level / 2.0) / NormalDist().inv_cdf(0.95)
-        h, rho = self._extrapolation(x, steps)
-        extra = z * np.sqrt(MODEL_ERROR ** 2 + (K_HORIZON * h) ** 2 + (K_PEAK * rho) ** 2) * np.abs(pred)
+        h, rho, fall = extrapolation(x, self.data.lrs, self.data.fitted_T).per_step(x, steps)
+        extra = z * np.sqrt(MODEL_ERROR ** 2 + (K_HORIZON * h) ** 2 + (K_PEAK * rho) ** 2
+                            + (K_ABRUPT * fall) ** 2) * np.abs(pred)
         with np.errstate(invalid="ignore"):
             return pred - np.hypot(np.maximum(pred - lo, 0.0), extra), pred + np.hypot(np.maximum(hi - pred, 0.0), extra)
 
-    def _extrapolation(self, x: FloatArray, steps: NDArray[np.int64]) -> tuple[FloatArray, float]:
-        """How far a prediction under ``x`` at ``steps`` transfers beyond the fitted runs (interval()):
-        the log horizon ratio per step (0 for a fitted run's own schedule, whose continuation the
-        refits already vary) and the log distance of its peak LR to the nearest fitted run's."""
-        lrs = [v for v in self.data.lrs if v is not None]
-        if any(v.shape == x.shape and np.array_equal(v, x) for v in lrs):
-            h = np.zeros(steps.shape)
-        else:
-            h = np.log(np.maximum(steps / float(self.steps[self.fitted].max()), 1.0))
-        peaks = np.array([float(v.max()) for v in lrs])
-        peaks = peaks[peaks > 0]
-        eta_max = float(x.max())
-        rho = float(np.min(np.abs(np.log(eta_max / peaks)))) if peaks.size and eta_max > 0 else 0.0
-        return h, rho
+    def extrapolation(self, lr: ArrayLike) -> Extrapolation:
+        """How a prediction under ``lr`` reaches beyond the fitted runs: a longer horizon, another
+        peak LR, an LR falling more abruptly than in any fitted run
+        (:class:`cdfast.models.transfer.Extrapolation`; ``.notes()`` says it in words).
+        :meth:`interval` widens with each of them."""
+        x = V.as_vector(lr, "lr")
+        if self.data is None:
+            raise ValueError("this CurveFit carries no fit data to compare with; refit it with fit_loss_curve(s)")
+        return extrapolation(x, self.data.lrs, self.data.fitted_T)
 
     def value_and_grad(self, lr: ArrayLike, grad_sq: ArrayLike | None = None) -> tuple[float, FloatArray]:
         """The predicted loss at the last step ``T = len(lr)`` and its gradient with respect
@@ -352,6 +353,7 @@ class _FitData:
     weights: list | None = None  # relative point weights of the fit
     coef_priors: tuple = ()  # priors on the coefficients (the noise term's size, models.gain)
     lrs: tuple = ()  # the LRs of every run with fitted points (None where only the bound's terms were given)
+    fitted_T: tuple = ()  # ... and the last fitted step of each
     cache: dict = field(default_factory=dict)  # bootstrap refits by (n_boot, seed)
 
 
@@ -560,6 +562,16 @@ COEF_PRIOR_DRAW = 0.0
 MODEL_ERROR = 0.0025
 K_HORIZON = 0.01
 K_PEAK = 0.01
+# ... and K_ABRUPT e for an LR falling more abruptly than in any fitted run (models.transfer): the real
+# runs have no abrupt falls, so it is set on the noisy quadratic of bench/synthetic_cases.py (protocol S),
+# where the default's error right after a 10x drop (e = 0.88) reaches 0.9%: a floor, as a network may
+# forget its pre-fall noise at another pace than the quadratic does.
+K_ABRUPT = 0.01
+
+
+def _fitted_T(runs: list) -> tuple:
+    """The last fitted step of every run with fitted points (``_FitData.fitted_T``)."""
+    return tuple(int(r[1][r[5]].max()) for r in runs if r[5].any())
 
 
 def _auto_burn(burn_in: int | float | str, model: LossModel) -> int | float:
@@ -731,7 +743,8 @@ def _fit_loss_curves(lrs, steps, losses, model, fit_steps, grad_sq, burn_in, pri
         run=np.concatenate([np.full(r[1].size, i, dtype=np.int64) for i, r in enumerate(runs)]),
         burned=burned, warnings=_warn(msgs),
         data=_FitData(tuple(preps), tuple(ys), tuple(masks), prior, res.theta, None, robust=False, weights=pw,
-                      coef_priors=tuple(cp), lrs=tuple(r[3] for r in runs if r[5].any())),
+                      coef_priors=tuple(cp), lrs=tuple(r[3] for r in runs if r[5].any()),
+                      fitted_T=_fitted_T(runs)),
     )
 
 
@@ -761,7 +774,8 @@ def _fit_averaged(m: Averaged, lrs, steps, losses, fit_steps, grad_sq, burn_in, 
         r2=r_squared(y[mask], pred[mask]), r2_holdout=r_squared(y[held], pred[held]),
         steps=first.steps, loss=y, fitted=mask, prediction=pred, run=first.run, burned=burned,
         warnings=_warn(msgs),
-        data=_FitData(None, (), (), prior, np.empty(0), None, members=tuple(fits), lrs=fits[0].data.lrs),
+        data=_FitData(None, (), (), prior, np.empty(0), None, members=tuple(fits), lrs=fits[0].data.lrs,
+                      fitted_T=fits[0].data.fitted_T),
     )
 
 
@@ -850,7 +864,8 @@ def _fit_bound(m, lrs, steps, losses, fit_steps, grad_sq, robust, terms, burn_in
         run=np.concatenate([np.full(r[1].size, i, dtype=np.int64) for i, r in enumerate(runs)]),
         burned=burned, warnings=_warn(msgs), robust=bool(robust), peak_power=float(power),
         data=_FitData(None, tuple(r[2] for r in runs), tuple(masks), False, np.empty(0), A, robust=bool(robust),
-                      lrs=tuple(r[3] for r in runs if r[5].any())),
+                      lrs=tuple(r[3] for r in runs if r[5].any()),
+                      fitted_T=_fitted_T(runs)),
     )
 
 

@@ -1,0 +1,176 @@
+"""How far a prediction reaches beyond what the fitted runs show (``CurveFit.extrapolation``).
+
+A fitted loss model predicts any schedule, but it has only seen the fitted runs.  Three ways
+a schedule can leave them, each widening :meth:`CurveFit.interval` and each stated in
+words by :meth:`Extrapolation.notes` (``cdfast predict`` prints them):
+
+* **horizon**: steps beyond the last fitted step (the log of the ratio);
+* **peak LR**: the schedule's peak away from every fitted run's (the log of the ratio);
+* **an abrupt fall**: the LR falling within a short window (``ABRUPT_WINDOW`` of the
+  horizon) by more of its peak than in any fitted run, e.g. a step decay predicted from
+  cosine and WSD runs.  Right after such a fall the convex-bound models keep the
+  pre-fall noise for too long (eq. 2.4's ``1 / (P_tau - P_j)`` memory): on the noisy
+  quadratic of ``bench/synthetic_cases.py`` the default predicts the loss 0.7-0.9% too
+  high for a few hundred steps after a 10x drop, and runs without such falls cannot show
+  how fast a network forgets.  A fall the fitted runs contain is not an extrapolation.
+
+Nothing here fits anything: it compares schedules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.ndimage import maximum_filter1d
+
+FloatArray = NDArray[np.float64]
+
+__all__ = ["Extrapolation", "lr_falls", "extrapolation"]
+
+#: the window of an abrupt fall, as a fraction of the schedule's horizon T: about the length
+#: of the transient after a 10x drop on the quadratic (a few hundred of 20k steps)
+ABRUPT_WINDOW = 0.01
+#: Extrapolation.notes names an abrupt fall when it exceeds the fitted runs' largest by this
+#: much of the peak: a linear cooldown over 20% (5%) of the run falls 0.05 (0.2) per window and
+#: is not named (the real runs' 5% cooldowns predicted from cosine fits err as much as other
+#: predictions do), a step decay by 10x falls 0.9
+ABRUPT_NOTE = 0.3
+#: ... a horizon when it exceeds the last fitted step by this factor, a peak LR when it is
+#: this factor away from the nearest fitted peak
+HORIZON_NOTE = 1.05
+PEAK_NOTE = 1.1
+
+
+def lr_falls(lr: FloatArray, window: int | None = None) -> FloatArray:
+    """``fall[t]``: how far the LR at step ``t + 1`` lies below the largest LR of the ``window``
+    steps before it, as a fraction of the schedule's peak (0 where it does not fall).
+
+    ``window`` defaults to ``ABRUPT_WINDOW * T`` (at least 1).  A linear cooldown over a
+    fraction ``c`` of the run falls ``ABRUPT_WINDOW / c`` per window, a step decay by a
+    factor ``k`` from the peak ``1 - 1/k`` at once.
+    """
+    x = np.asarray(lr, dtype=np.float64)
+    top = float(x.max()) if x.size else 0.0
+    if x.size < 2 or top <= 0.0:
+        return np.zeros(x.shape)
+    w = max(1, int(round(ABRUPT_WINDOW * x.shape[0]))) if window is None else int(window)
+    # trailing maximum over x[t - w + 1 .. t] (scipy's centred filter shifted by its origin), then
+    # compare step t + 1 with the window ending at t
+    trailing = maximum_filter1d(x, size=w, origin=(w - 1) // 2, mode="nearest")
+    fall = np.zeros(x.shape)
+    fall[1:] = np.maximum(trailing[:-1] - x[1:], 0.0) / top
+    return fall
+
+
+@dataclass(frozen=True)
+class Extrapolation:
+    """How a schedule's prediction reaches beyond the fitted runs (:func:`extrapolation`).
+
+    Attributes
+    ----------
+    T : int
+        The schedule's horizon.
+    fitted_T : int
+        The last fitted step of any fitted run.
+    own_schedule : bool
+        The schedule is a fitted run's own (the refits of ``CurveFit.interval`` already vary
+        its continuation, so its horizon adds nothing).
+    peak_lr, nearest_peak : float
+        The schedule's peak LR and the nearest peak among the fitted runs (nan when no run's
+        LRs are known).
+    n_peaks : int
+        How many different peak LRs the fitted runs have.
+    fall, fall_step : float, int
+        The schedule's largest abrupt fall (:func:`lr_falls`, a fraction of its peak) and
+        the 1-based step it reaches (0 when none).
+    seen_fall : float
+        The fitted runs' largest abrupt fall over their fitted steps.
+    """
+
+    T: int
+    fitted_T: int
+    own_schedule: bool
+    peak_lr: float
+    nearest_peak: float
+    n_peaks: int
+    fall: float
+    fall_step: int
+    seen_fall: float
+
+    @property
+    def horizon_ratio(self) -> float:
+        """``T / fitted_T`` (1 for a fitted run's own schedule or a horizon inside the fit)."""
+        return 1.0 if self.own_schedule else max(self.T / self.fitted_T, 1.0)
+
+    @property
+    def peak_distance(self) -> float:
+        """``|log(peak_lr / nearest_peak)|`` (0 when unknown)."""
+        if not (self.peak_lr > 0 and self.nearest_peak > 0):
+            return 0.0
+        return abs(math.log(self.peak_lr / self.nearest_peak))
+
+    @property
+    def abrupt(self) -> float:
+        """How much more abruptly than any fitted run the schedule falls (fraction of its peak)."""
+        return max(self.fall - self.seen_fall, 0.0)
+
+    @property
+    def any(self) -> bool:
+        """Whether :meth:`notes` has something to say."""
+        return bool(self.notes())
+
+    def notes(self) -> list[str]:
+        """One sentence per way the prediction extrapolates (empty inside the fitted runs)."""
+        out = []
+        if self.horizon_ratio > HORIZON_NOTE:
+            out.append(f"horizon: step {self.T} is {self.horizon_ratio:.3g}x the last fitted step ({self.fitted_T}); "
+                       "the loss beyond it is an extrapolation (the interval widens with the ratio)")
+        ratio = math.exp(self.peak_distance)
+        if ratio > PEAK_NOTE:
+            side = "above" if self.peak_lr > self.nearest_peak else "below"
+            if self.n_peaks == 1:
+                out.append(f"peak LR: {self.peak_lr:.4g} is {ratio:.3g}x {side} the fitted runs' single peak "
+                           f"({self.nearest_peak:.4g}); with one peak how the loss moves with it is the model's "
+                           "assumption, not measured: fit runs at two or more peaks")
+            else:
+                out.append(f"peak LR: {self.peak_lr:.4g} is {ratio:.3g}x {side} the nearest fitted peak "
+                           f"({self.nearest_peak:.4g}); the interval widens with the ratio")
+        if self.abrupt > ABRUPT_NOTE:
+            out.append(f"abrupt fall: the LR falls by {100 * self.fall:.3g}% of its peak within {ABRUPT_WINDOW:.0%} of "
+                       f"the run by step {self.fall_step}, more abruptly than in any fitted run ({100 * self.seen_fall:.2g}% "
+                       "at most); the loss right after it is an extrapolation, likely predicted too high for a while "
+                       "(the model forgets the noise of the larger LR slowly): fit a run with such a fall to measure it")
+        return out
+
+    def per_step(self, lr: FloatArray, steps: NDArray[np.int64]) -> tuple[FloatArray, float, FloatArray]:
+        """``(h, rho, e)`` at ``steps`` for ``CurveFit.interval``: the log horizon ratio per step,
+        the log peak distance, and the abrupt fall beyond the fitted runs' reached by each step."""
+        if self.own_schedule:
+            h = np.zeros(steps.shape)
+        else:
+            h = np.log(np.maximum(steps / float(self.fitted_T), 1.0))
+        reached = np.maximum.accumulate(lr_falls(lr))[steps - 1] if lr.size else np.zeros(steps.shape)
+        return h, self.peak_distance, np.maximum(reached - self.seen_fall, 0.0)
+
+
+def extrapolation(lr: FloatArray, fit_lrs: tuple, fitted_T: tuple) -> Extrapolation:
+    """The :class:`Extrapolation` of a prediction under ``lr`` from runs with LRs ``fit_lrs``
+    (None where unknown) fitted up to steps ``fitted_T``."""
+    x = np.asarray(lr, dtype=np.float64)
+    own = any(v is not None and v.shape == x.shape and np.array_equal(v, x) for v in fit_lrs)
+    known = [(v, t) for v, t in zip(fit_lrs, fitted_T) if v is not None]
+    peaks = np.array(sorted({float(v.max()) for v, _ in known if float(v.max()) > 0}))
+    eta = float(x.max()) if x.size else 0.0
+    nearest = float(peaks[np.argmin(np.abs(np.log(eta / peaks)))]) if peaks.size and eta > 0 else math.nan
+    seen = max((float(lr_falls(v)[:t].max()) for v, t in known if t > 0), default=0.0)
+    falls = lr_falls(x)
+    i = int(np.argmax(falls)) if falls.size else 0
+    fall = float(falls[i]) if falls.size else 0.0
+    # peaks within 1% of each other are one peak (a cosine's largest discrete value is not quite its peak)
+    n_peaks = int(peaks.size and 1 + np.count_nonzero(np.diff(np.log(peaks)) > 0.01))
+    return Extrapolation(T=int(x.shape[0]), fitted_T=max(int(t) for t in fitted_T) if fitted_T else int(x.shape[0]),
+                         own_schedule=own, peak_lr=eta, nearest_peak=nearest, n_peaks=n_peaks,
+                         fall=fall, fall_step=i + 1 if fall > 0 else 0, seen_fall=seen)
