@@ -5,8 +5,9 @@ lives in :mod:`cdfast.models._curvefit`, inside the models package, so that the 
 comparison (:mod:`cdfast.models.compare`) can fit models without importing upwards.
 """
 
-from .models._curvefit import (BURN_FRAC, COEF_PRIOR_DRAW, HUBER_DELTA, K_HORIZON, K_PEAK, MODEL_ERROR,
+from .models._curvefit import (BURN_FRAC, COEF_PRIOR_DRAW, HUBER_DELTA, K_ABRUPT, K_HORIZON, K_PEAK, MODEL_ERROR,
                                PEAK_POWER_BOUNDS, POOR_RMS, PRIOR_DRAW, WEIGHT_POWER, CurveFit, FitWarning,
                                fit_loss_curve, fit_loss_curves, r_squared)
+from .models.transfer import Extrapolation
 
-__all__ = ["CurveFit", "FitWarning", "fit_loss_curve", "fit_loss_curves", "r_squared"]
+__all__ = ["CurveFit", "Extrapolation", "FitWarning", "fit_loss_curve", "fit_loss_curves", "r_squared"]
