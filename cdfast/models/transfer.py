@@ -139,10 +139,11 @@ class Extrapolation:
                 out.append(f"peak LR: {self.peak_lr:.4g} is {ratio:.3g}x {side} the nearest fitted peak "
                            f"({self.nearest_peak:.4g}); the interval widens with the ratio")
         if self.abrupt > ABRUPT_NOTE:
-            out.append(f"abrupt fall: the LR falls by {100 * self.fall:.3g}% of its peak within {ABRUPT_WINDOW:.0%} of "
-                       f"the run by step {self.fall_step}, more abruptly than in any fitted run ({100 * self.seen_fall:.2g}% "
-                       "at most); the loss right after it is an extrapolation, likely predicted too high for a while "
-                       "(the model forgets the noise of the larger LR slowly): fit a run with such a fall to measure it")
+            out.append(f"abrupt fall: the LR falls by {100 * self.fall:.3g}% of its peak within {ABRUPT_WINDOW:.0%} "
+                       f"of the run by step {self.fall_step}, more abruptly than in any fitted run "
+                       f"({100 * self.seen_fall:.2g}% at most); the loss right after it is an extrapolation, likely "
+                       "predicted too high for a while (the model forgets the noise of the larger LR slowly): fit a "
+                       "run with such a fall to measure it")
         return out
 
     def per_step(self, lr: FloatArray, steps: NDArray[np.int64]) -> tuple[FloatArray, float, FloatArray]:
