@@ -298,7 +298,7 @@ def _write_csv(path, rows):
 @pytest.mark.parametrize("engine", ["pandas", "stdlib"])
 def test_generic_csv(tmp_path, monkeypatch, engine):
     if engine == "stdlib":
-        monkeypatch.setattr("cdfast.io.table._csv_pandas", lambda path: None)
+        monkeypatch.setattr("cdfast.io.table._csv_pandas", lambda path, explicit_nan=None: None)
     else:
         pytest.importorskip("pandas")
     path = tmp_path / "log.csv"

@@ -168,7 +168,8 @@ def read_log(path: str | os.PathLike, *, loss: str | None = None, lr: ArrayLike 
         raw = tensorboard.tensorboard_raw(p, step=step)
     else:
         csv_path = payload if isinstance(payload, pathlib.Path) else p
-        header, table = read_table(csv_path)
+        explicit: dict = {}
+        header, table = read_table(csv_path, explicit)
         if not table:
             raise ValueError(f"{csv_path}: no numeric column found (is it a table with a header row?)")
         if kind == "table" and "Step" in header and any(" - " in h for h in header):
@@ -181,4 +182,8 @@ def read_log(path: str | os.PathLike, *, loss: str | None = None, lr: ArrayLike 
             fmt = "parquet" if kind == "parquet" else "csv"
             raw = wandb.columns_to_raw(fmt, csv_path.stem, table, step=step, config={}, where=str(csv_path),
                                        meta={"path": str(csv_path)})
+        # a loss written as NaN to the end of the table is a divergence (read_table); the series of these
+        # readers are the table's columns, row for row
+        raw.explicit_nan.update({k: m for k, m in explicit.items()
+                                 if k in raw.series and raw.series[k][1].shape == m.shape})
     return assemble(raw, loss=loss, lr=lr)

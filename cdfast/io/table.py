@@ -42,6 +42,25 @@ EXTRA = 'pip install "cdfast[io]"  (or: pip install pyarrow)'
 # Tables of named columns
 
 
+#: cells that spell a NaN value (Python's, numpy's and torch's ``str(float("nan"))``), as opposed to an
+#: empty cell or another missing-value marker
+NAN_TOKENS = frozenset({"nan", "-nan", "+nan"})
+
+
+def trailing_nan(values: FloatArray, literal: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """The cells written as NaN (``literal``) after the column's last finite value.
+
+    A run whose loss became NaN logs NaN from then on; a sparse column (a validation loss
+    logged every N steps, written with ``nan`` between) has finite values after its NaNs.
+    Only the first is a divergence, so only NaNs no finite value follows count
+    (:func:`cdfast.io.first_divergence`); the rest stay missing entries.
+    """
+    finite = np.flatnonzero(np.isfinite(values))
+    after = np.zeros(values.shape, dtype=bool)
+    after[(finite[-1] + 1) if finite.size else 0:] = True
+    return literal & after
+
+
 def _float_or_nan(cell: str) -> float:
     cell = cell.strip()
     if not cell:
@@ -60,7 +79,8 @@ def _check_width(row: Sequence[str], width: int, n: int, where: str) -> None:
                          "every row needs one value per column (fix the file, or quote fields that hold commas)")
 
 
-def _csv_stdlib(text: str, where: str = "CSV") -> tuple[list[str], dict[str, FloatArray]]:
+def _csv_stdlib(text: str, where: str = "CSV",
+                explicit_nan: dict[str, NDArray[np.bool_]] | None = None) -> tuple[list[str], dict[str, FloatArray]]:
     rows = list(csv.reader(io.StringIO(text)))
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if not rows:
@@ -71,6 +91,7 @@ def _csv_stdlib(text: str, where: str = "CSV") -> tuple[list[str], dict[str, Flo
     cols: dict[str, FloatArray] = {}
     for j, name in enumerate(header):
         values = np.empty(len(rows) - 1)
+        literal = np.zeros(len(rows) - 1, dtype=bool)
         numeric = True
         for i, r in enumerate(rows[1:]):
             v = _float_or_nan(r[j]) if j < len(r) else np.nan
@@ -78,12 +99,20 @@ def _csv_stdlib(text: str, where: str = "CSV") -> tuple[list[str], dict[str, Flo
                 numeric = False
                 break
             values[i] = v
+            literal[i] = j < len(r) and r[j].strip().lower() in NAN_TOKENS
         if numeric and name:
             cols[name] = values
+            _note_nan(explicit_nan, name, trailing_nan(values, literal))
     return header, cols
 
 
-def _csv_pandas(path: pathlib.Path) -> tuple[list[str], dict[str, FloatArray]] | None:
+def _note_nan(explicit_nan: dict[str, NDArray[np.bool_]] | None, name: str, mask: NDArray[np.bool_]) -> None:
+    if explicit_nan is not None and mask.any():
+        explicit_nan[name] = mask
+
+
+def _csv_pandas(path: pathlib.Path,
+                explicit_nan: dict[str, NDArray[np.bool_]] | None = None) -> tuple[list[str], dict[str, FloatArray]] | None:
     try:
         import pandas as pd
     except ImportError:
@@ -111,31 +140,51 @@ def _csv_pandas(path: pathlib.Path) -> tuple[list[str], dict[str, FloatArray]] |
     for name, col in zip(header, df.columns):
         values = pd.to_numeric(df[col], errors="coerce")
         raw = df[col]
-        if values.isna().sum() > raw.isna().sum():
+        # spellings of NaN that pandas does not take for a missing value ("+nan", "NAN") are NaN values too
+        spelled = np.zeros(len(df), dtype=bool)
+        if not pd.api.types.is_numeric_dtype(raw):
+            spelled = (raw.astype(str).str.strip().str.lower().isin(NAN_TOKENS) & raw.notna()).to_numpy()
+        if (values.isna().to_numpy() & raw.notna().to_numpy() & ~spelled).any():
             continue  # a text column
         cols[name] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        _note_nan(explicit_nan, name, trailing_nan(cols[name], spelled))
+        tail = trailing_nan(cols[name], np.ones(len(df), dtype=bool)) & raw.isna().to_numpy()
+        if explicit_nan is not None and tail.any():
+            # pandas reads empty cells and "nan" alike: which of the trailing NaNs were written as NaN, from the text
+            text = pd.read_csv(path, skipinitialspace=True, index_col=False, usecols=[col], dtype=str,
+                               keep_default_na=False)[col]
+            literal = text.str.strip().str.lower().isin(NAN_TOKENS).to_numpy()
+            _note_nan(explicit_nan, name, (tail & literal) | explicit_nan.get(name, np.zeros(len(df), dtype=bool)))
     return header, cols
 
 
-def read_table(path: str | pathlib.Path) -> tuple[list[str], dict[str, FloatArray]]:
-    """``(header, {numeric column: float64 array})`` of a CSV or Parquet file."""
+def read_table(path: str | pathlib.Path,
+               explicit_nan: dict[str, NDArray[np.bool_]] | None = None) -> tuple[list[str], dict[str, FloatArray]]:
+    """``(header, {numeric column: float64 array})`` of a CSV or Parquet file.
+
+    Empty cells (and Parquet nulls) are NaN.  ``explicit_nan``, when given, receives
+    ``{column: bool mask}`` of the values written as NaN (a CSV cell ``nan``, a Parquet NaN
+    that is not a null) after the column's last finite value (:func:`trailing_nan`): a loss
+    logged as NaN to the end is a diverged run, not a gap.
+    """
     path = pathlib.Path(path)
     _files.check_input(path, "table")
     with path.open("rb") as fh:
         magic = fh.read(4)
     if magic == b"PAR1":
-        return _parquet(path)
-    got = _csv_pandas(path)
+        return _parquet(path, explicit_nan)
+    got = _csv_pandas(path, explicit_nan)
     if got is not None:
         return got
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError(f"{path} is neither a text (CSV) nor a Parquet file") from None
-    return _csv_stdlib(text, str(path))
+    return _csv_stdlib(text, str(path), explicit_nan)
 
 
-def _parquet(path: pathlib.Path) -> tuple[list[str], dict[str, FloatArray]]:
+def _parquet(path: pathlib.Path,
+             explicit_nan: dict[str, NDArray[np.bool_]] | None = None) -> tuple[list[str], dict[str, FloatArray]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -158,6 +207,8 @@ def _parquet(path: pathlib.Path) -> tuple[list[str], dict[str, FloatArray]]:
         except (TypeError, ValueError):
             continue
         cols[name] = arr
+        nulls = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        _note_nan(explicit_nan, name, trailing_nan(arr, np.isnan(arr) & ~nulls))
     return header, cols
 
 
