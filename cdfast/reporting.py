@@ -97,6 +97,12 @@ def interval(fit: Any, lr: np.ndarray, at: np.ndarray, level: float,
     return np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
 
 
+def _notes(fit: Any, lr: np.ndarray) -> list[str]:
+    """``fit.extrapolation(lr).notes()``, or none for a fit that cannot say (no fit data kept)."""
+    method = getattr(fit, "extrapolation", None)
+    return method(lr).notes() if method is not None and getattr(fit, "data", None) is not None else []
+
+
 def _final_loss(fit: Any, lr: np.ndarray) -> float:
     return float(fit.predict(lr, at=[lr.shape[0]])[-1])
 
@@ -147,8 +153,10 @@ class RunReport:
     first half (None when it holds fewer than 8 losses); ``check`` its prediction of
     the last logged loss, with ``check_band`` (lo, hi).  ``predictions``: one dict per
     schedule and horizon with ``schedule``, ``T``, ``loss`` (at the run's peak LR),
-    ``lo``, ``hi`` (its interval, NaN without one), ``best_peak_lr``, ``best_loss`` and
-    ``edge`` (``"<"``/``">"`` when the best peak LR lies beyond the searched range).
+    ``lo``, ``hi`` (its interval, NaN without one), ``best_peak_lr``, ``best_loss``,
+    ``edge`` (``"<"``/``">"`` when the best peak LR lies beyond the searched range) and
+    ``extrapolation`` (how the prediction reaches beyond the fitted run, in words:
+    ``CurveFit.extrapolation(lr).notes()``; empty inside it).
     ``warmup_steps`` is the run's warmup as configured (:func:`configured_warmup`);
     ``warmup`` the one the re-planned schedules get (``cdfast.schedules`` counts the
     steps below the peak), so that they reach the peak LR on the same step as the run.
@@ -212,13 +220,18 @@ class RunReport:
         rows = []
         for p in self.predictions:
             band = None if math.isnan(p["lo"]) else (np.array([p["lo"]]), np.array([p["hi"]]))
-            rows.append([p["schedule"], p["T"], with_interval(p["loss"], band), f"{p['edge']}{p['best_peak_lr']:.2g}",
-                         "" if p["edge"] else fmt(p["best_loss"], keep_zeros=True)])
+            mark = "*" if p.get("extrapolation") else ""
+            rows.append([p["schedule"], f"{p['T']}{mark}", with_interval(p["loss"], band),
+                         f"{p['edge']}{p['best_peak_lr']:.2g}", "" if p["edge"] else fmt(p["best_loss"], keep_zeros=True)])
         out.append(table(["schedule", "T", f"at peak LR {self.peak_lr:g}", "best peak LR", "at best peak LR"], rows))
         out.append("best peak LR: the minimum of the model's predicted final loss over peak LRs; '<' or '>': beyond "
                    f"the searched range {self.peak_lr * PEAK_RANGE[0]:.3g}..{self.peak_lr * PEAK_RANGE[1]:.3g}.  "
                    "A single run pins the loss scale but not how it moves with the peak LR: check the optimum with "
                    "a small sweep (cdfast.fit_peak_lr_law).")
+        kinds = sorted({n.split(":", 1)[0] for p in self.predictions for n in p.get("extrapolation", ())})
+        if kinds:
+            out.append(f"'*': an extrapolation beyond the fitted run ({', '.join(kinds)}); its interval is widened for it "
+                       "(the reasons per prediction: RunReport.predictions[i]['extrapolation'])")
         if self.has_interval:
             out.append(f"interval: {100 * level:g}% bootstrap interval of the model's prediction ({self.boot} refits; "
                        "--boot N)")
@@ -285,7 +298,8 @@ def report_run(log: Any = None, *, loss: str | None = None, model: str | None = 
                 preds.append({"schedule": label, "T": T, "loss": final,
                               "lo": math.nan if pband is None else float(pband[0][-1]),
                               "hi": math.nan if pband is None else float(pband[1][-1]),
-                              "best_peak_lr": scan["eta"], "best_loss": scan["loss"], "edge": scan["edge"]})
+                              "best_peak_lr": scan["eta"], "best_loss": scan["loss"], "edge": scan["edge"],
+                              "extrapolation": _notes(fit, peak * shape)})
                 if T == T_run and figure:  # a smooth curve of final loss against peak LR for the figure
                     etas = peak * np.geomspace(PEAK_RANGE[0], PEAK_RANGE[1], 17)
                     scans.append((label, {**scan, "etas": etas,

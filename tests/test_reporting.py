@@ -64,3 +64,14 @@ def test_run_report_of_a_training_log_object():
     assert math.isnan(p["lo"]) and math.isnan(p["hi"])
     assert p["best_loss"] <= p["loss"] + 1e-12 or p["edge"]
     assert rep.own == float(rep.fit.predict(np.asarray(log.lr), at=[rep.last_step])[-1])
+
+
+def test_run_report_marks_the_horizons_it_extrapolates_to():
+    log = cdfast.io.read_log(cdfast.data.SAMPLE_RUN)
+    rep = reporting.report_run(log, model="bound-alpha", schedules=["linear"], steps=[log.T, 2 * log.T], boot=0)
+    own, longer = rep.predictions
+    assert own["extrapolation"] == []
+    assert [n.split(":")[0] for n in longer["extrapolation"]] == ["horizon"]
+    text = rep.summary()
+    assert f"{2 * log.T}*" in text and f"{log.T}*" not in text
+    assert "'*': an extrapolation beyond the fitted run (horizon)" in text
