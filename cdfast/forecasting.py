@@ -68,6 +68,7 @@ from .models._curvefit import WEIGHT_POWER
 from .models.fitting import fit_separable
 from .models._registry import DEFAULT_MODEL, get_model
 from .models.gain import gain_priors
+from .models.transfer import ABRUPT_NOTE, ABRUPT_WINDOW, lr_falls
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -176,6 +177,9 @@ class Forecast:
     noise_T: float = float("nan")
     curve_low: FloatArray = field(default_factory=lambda: np.empty(0), repr=False)
     curve_high: FloatArray = field(default_factory=lambda: np.empty(0), repr=False)
+    #: what the forecast extrapolates beyond the logged part of the run, in words (an abrupt LR
+    #: fall still ahead that the run has not shown: :mod:`cdfast.models.transfer`)
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -194,7 +198,8 @@ class Forecast:
         kind = "training loss (noisy; mean of the run's last 2% of logged losses)" if self.noisy else "loss"
         return (f"forecast of the final {kind} at step T = {self.T}: {self.loss:.4f} "
                 f"[{self.low:.4f}, {self.high:.4f}] ({100 * self.level:g}% interval), "
-                f"extrapolated from {where}, {self.n_points} points fitted")
+                f"extrapolated from {where}, {self.n_points} points fitted"
+                + "".join(f"\n  note: {n}" for n in self.notes))
 
     def __str__(self) -> str:
         return self.summary()
@@ -311,6 +316,10 @@ class Forecaster:
         self.n_restarts = 0
         self.n_searches = 0
         self._cached: Forecast | None = None
+        # abrupt LR falls (models.transfer): the largest reached by each step, and the largest from each step on
+        self._falls = lr_falls(x)
+        self._falls_seen = np.maximum.accumulate(self._falls)
+        self._falls_ahead = np.maximum.accumulate(self._falls[::-1])[::-1]
 
     # -- data ---------------------------------------------------------------
 
@@ -486,7 +495,22 @@ class Forecaster:
         after = grid > self.step
         return Forecast(self.T, self.step, self.level, pred, pred * (1.0 - half), pred * (1.0 + half),
                         grid[after], curve[after], None, bool(noisy), noise, int(keep.sum()), None, params,
-                        drop, spread, noise_T, (curve * (1.0 - halves))[after], (curve * (1.0 + halves))[after])
+                        drop, spread, noise_T, (curve * (1.0 - halves))[after], (curve * (1.0 + halves))[after],
+                        self._notes())
+
+    def _notes(self) -> tuple[str, ...]:
+        """An abrupt LR fall still ahead, more abrupt than any the run has gone through (the loss
+        right after it is an extrapolation: :mod:`cdfast.models.transfer`)."""
+        if self.step >= self.T:
+            return ()
+        seen = float(self._falls_seen[self.step - 1]) if self.step > 0 else 0.0
+        ahead = float(self._falls_ahead[self.step])
+        if ahead - seen <= ABRUPT_NOTE:
+            return ()
+        at = self.step + int(np.argmax(self._falls[self.step:])) + 1  # the 1-based step the largest fall reaches
+        return (f"the plan drops the LR by {100 * ahead:.3g}% of its peak within {ABRUPT_WINDOW:.0%} of the run by step "
+                f"{at}, more abruptly than the run so far; the loss right after that fall is an extrapolation, likely "
+                "forecast too high for a while",)
 
 
 def forecast(lr: ArrayLike, steps: ArrayLike, losses: ArrayLike, *, level: float = 0.9,

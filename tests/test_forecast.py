@@ -232,3 +232,23 @@ def test_pooling_changes_keep_prepared_steps_aligned():
     batch = cdfast.forecast(lr, steps, y, noisy=True)
     assert f.ok and batch.ok and abs(f.loss / batch.loss - 1) < 3e-3
     assert np.all(np.diff(fc._prepared) > 0)
+
+
+def test_an_abrupt_fall_ahead_is_named():
+    """A step decay still ahead that the run has not gone through: the forecast says the loss after
+    it is an extrapolation; once the run is past it, or under a smooth plan, nothing is said."""
+    T = 20000
+    lr = 1e-3 * schedules.piecewise_constant(T, [16000], [1.0, 0.1], warmup=200)
+    steps = np.arange(100, T + 1, 100)
+    m = PowerBound(alpha="fit", p="fit")
+    y = m.predict(np.array([0.45, 0.75, 2.8, 4.0, 8.0]), m.prepare(lr, steps))
+    half = steps <= T // 2
+    f = cdfast.forecast(lr, steps[half], y[half])
+    assert f.ok, f.reason
+    (note,) = f.notes
+    assert "step 16001" in note and "90%" in note and "note: the plan drops the LR" in f.summary()
+    past = steps <= 18000
+    assert cdfast.forecast(lr, steps[past], y[past]).notes == ()
+    lr_c, steps_c, y_c, _ = _synthetic()
+    k = steps_c <= len(lr_c) // 2
+    assert cdfast.forecast(lr_c, steps_c[k], y_c[k]).notes == ()
