@@ -260,6 +260,25 @@ def test_compare_models_ranks_the_generating_model_family_first():
     assert "power-bound" in text and "final median %" in text
 
 
+def test_compare_models_says_which_runs_diverged(tmp_path):
+    lrs, steps = _runs()
+    truth = get_model("power-bound")
+    ys = [truth.basis(np.array([0.45, 0.7]), truth.prepare(lr, steps)) @ np.array([2.5, 0.02, 3.0]) for lr in lrs]
+    paths = []
+    for i, (lr, y) in enumerate(zip(lrs, ys)):
+        cut = steps[len(steps) * 3 // 4] if i == 0 else None  # run 0 turns NaN three quarters in
+        logged = dict(zip(steps.tolist(), y.tolist()))
+        cell = {s: ("nan" if cut and s >= cut else repr(v)) for s, v in logged.items()}
+        rows = ["step,lr,loss"] + [f"{s},{float(lr[s - 1])!r},{cell.get(s, '')}" for s in range(1, len(lr) + 1)]
+        paths.append(tmp_path / f"run{i}.csv")
+        paths[-1].write_text("\n".join(rows) + "\n")
+    with pytest.warns(cdfast.io.LogWarning):
+        board = cdfast.compare_models(paths, models=["bound"])
+    (note,) = board.notes
+    assert "run 'run0' diverged at step" in note and f"note: {note}" in str(board)
+    assert cdfast.compare_models([(lr, steps, y) for lr, y in zip(lrs, ys)], models=["bound"]).notes == ()
+
+
 def test_compare_models_bad_input():
     lrs, steps = _runs()
     run = (lrs[1], steps, np.full(steps.size, 3.0))

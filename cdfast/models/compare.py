@@ -56,6 +56,8 @@ class Leaderboard:
     rows: list[dict[str, Any]]
     predictions: list[dict[str, Any]] = field(repr=False)
     protocol: str = "auto"
+    #: what the scores rest on that the table does not show (a run that diverged), in words
+    notes: tuple[str, ...] = ()
 
     @property
     def best(self) -> str:
@@ -78,6 +80,7 @@ class Leaderboard:
                "  ".join(h.rjust(w) for h, w in zip(head, widths))]
         for ln in lines:
             out.append("  ".join(x.rjust(w) for x, w in zip(ln, widths)) + ("  " + ln[-1] if len(ln) > len(head) else ""))
+        out += [f"note: {n}" for n in self.notes]
         return "\n".join(out)
 
 
@@ -87,7 +90,8 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _as_run(item: Any, i: int) -> tuple[str, FloatArray, np.ndarray, FloatArray]:
+def _as_run(item: Any, i: int) -> tuple[str, FloatArray, np.ndarray, FloatArray, tuple[int, float] | None]:
+    """``(name, lr, steps, loss, divergence)`` of one entry of ``runs``."""
     from ..io import TrainingLog, read_log
 
     if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__"):
@@ -95,13 +99,13 @@ def _as_run(item: Any, i: int) -> tuple[str, FloatArray, np.ndarray, FloatArray]
     if isinstance(item, TrainingLog):
         if item.lr is None:
             raise ValueError(f"run {i} ({item.name}): the log gives no learning rates; pass lr= to read_log")
-        return item.name, item.lr, item.steps, item.loss
+        return item.name, item.lr, item.steps, item.loss, item.divergence
     try:
         lr, steps, loss = item
     except (TypeError, ValueError):
         raise TypeError(f"runs[{i}] must be a TrainingLog, a path to a log, or a tuple (lr, steps, loss); "
                         f"got {type(item).__name__}") from None
-    return f"run {i}", np.asarray(lr, dtype=np.float64), np.asarray(steps), np.asarray(loss, dtype=np.float64)
+    return f"run {i}", np.asarray(lr, dtype=np.float64), np.asarray(steps), np.asarray(loss, dtype=np.float64), None
 
 
 def compare_models(runs: Sequence[Any], *, models: Sequence[str] | None = None, protocol: str = "auto",
@@ -136,9 +140,13 @@ def compare_models(runs: Sequence[Any], *, models: Sequence[str] | None = None, 
     for m in models:
         if m not in MODELS:
             raise ValueError(f"unknown model {m!r}; choose from {', '.join(names())}")
-    data = [_as_run(r, i) for i, r in enumerate(runs)]
-    if not data:
+    read = [_as_run(r, i) for i, r in enumerate(runs)]
+    if not read:
         raise ValueError("runs is empty; give at least one training log")
+    data = [r[:4] for r in read]
+    notes = tuple(f"run {name!r} diverged at step {d[0]} (loss {d[1]}): it is fitted and scored up to there, as a run "
+                  "that stopped; the scores say nothing of how the models predict a divergence"
+                  for name, *_, d in read if d is not None)
     tasks: list[tuple[str, list[tuple[FloatArray, np.ndarray, FloatArray, np.ndarray]], tuple, np.ndarray]] = []
     if protocol in ("auto", "within"):
         for name, lr, steps, loss in data:
@@ -184,4 +192,4 @@ def compare_models(runs: Sequence[Any], *, models: Sequence[str] | None = None, 
             row["coverage"] = float(np.mean([p["covered"] for p in mine])) if mine else math.nan
         rows.append(row)
     rows.sort(key=lambda r: (r["n"] == 0, r["final_median_pct"], r["curve_mean_pct"]))
-    return Leaderboard(rows, preds, protocol)
+    return Leaderboard(rows, preds, protocol, notes)
