@@ -135,3 +135,12 @@ def test_plan_names_a_step_family_fitted_from_smooth_runs(smooth_fit):
     lines = [line for line in plan.summary().splitlines() if line.startswith("abrupt fall:")]
     assert len(lines) == 1
     assert "wsd:decay_frac=0.005" in lines[0] and "wsd:decay_frac=0.2," not in lines[0]
+
+
+def test_extrapolation_bad_input(smooth_fit):
+    with pytest.raises(ValueError, match=r"lr\[3\] is nan"):
+        smooth_fit.extrapolation(np.array([1e-3, 1e-3, 1e-3, np.nan]))
+    with pytest.raises(ValueError, match="lr is empty"):
+        smooth_fit.extrapolation([])
+    with pytest.raises(TypeError, match="lr"):
+        smooth_fit.extrapolation("fast")

@@ -293,6 +293,7 @@ class CurveFit:
         (:class:`cdfast.models.transfer.Extrapolation`; ``.notes()`` says it in words).
         :meth:`interval` widens with each of them."""
         x = V.as_vector(lr, "lr")
+        V.check_values(x, "lr")
         if self.data is None:
             raise ValueError("this CurveFit carries no fit data to compare with; refit it with fit_loss_curve(s)")
         return extrapolation(x, self.data.lrs, self.data.fitted_T)
