@@ -80,6 +80,8 @@ def test_a_fall_the_fitted_runs_show_is_not_one():
     fit = cdfast.fit_loss_curves([step], [STEPS], [_curve(step / PEAK, 0)], model="bound-alpha")
     e = fit.extrapolation(other)
     assert e.abrupt == 0.0 and e.notes() == []
+    # ... but it still widens the interval after the fall: the model cannot follow one either way
+    assert e.per_step(other, np.array([2400, 2600]))[2].tolist() == [0.0, pytest.approx(0.9)]
     # a fall after the last fitted step was not seen
     half = cdfast.fit_loss_curves([step], [STEPS], [_curve(step / PEAK, 0)], model="bound-alpha",
                                   fit_steps=[STEPS <= 2800])
@@ -98,10 +100,14 @@ def test_horizon_and_peak_notes(smooth_fit):
     kinds = [n.split(":")[0] for n in e.notes()]
     assert kinds == ["horizon", "peak LR"]
     assert "single peak" in e.notes()[1]
-    # the interval's per-step horizon term is log(step / last fitted step) beyond it
-    h, rho, fall = e.per_step(longer, np.array([T // 2, T, 2 * T]))
+    # the interval's per-step horizon term is log(step / last fitted step) beyond it; the fall term is the
+    # largest fall reached by each step (the cosine's own gentle one)
+    at = np.array([T // 2, T, 2 * T])
+    h, rho, fall = e.per_step(longer, at)
     np.testing.assert_allclose(h, [0.0, 0.0, np.log(2)])
-    assert rho == pytest.approx(np.log(ratio), rel=1e-12) and (fall == 0).all()
+    assert rho == pytest.approx(np.log(ratio), rel=1e-12)
+    np.testing.assert_array_equal(fall, np.maximum.accumulate(lr_falls(longer))[at - 1])
+    assert fall.max() < 0.02
 
 
 def test_extrapolation_with_unknown_lrs():

@@ -253,10 +253,9 @@ class CurveFit:
           ``h = log(step / T_fit)`` at steps beyond the last fitted step ``T_fit`` (0
           before it, and 0 for the schedule of a fitted run itself: the refits already
           vary the continuation of a run they fit) and ``rho = |log(eta_max / peak)|`` for
-          the nearest peak LR among the fitted runs, and ``e`` the fraction of its peak by
-          which the LR has fallen abruptly by that step beyond any fitted run's fall
-          (:mod:`cdfast.models.transfer`; e.g. 0.9 after a 10x step decay predicted from
-          cosine runs).  A prediction for another run at a longer horizon or another peak
+          the nearest peak LR among the fitted runs, and ``e`` the largest abrupt fall of
+          the LR by that step, as a fraction of its peak (:mod:`cdfast.models.transfer`;
+          0.9 after a 10x step decay, 0.05 in a linear cooldown over 20% of the run).  A prediction for another run at a longer horizon or another peak
           LR, or through a fall no fitted run shows, errs more than one inside the fitted
           runs, and several fitted runs pin the parameters so well that their refits do
           not show it.  :meth:`extrapolation` says which of these apply.
@@ -563,10 +562,11 @@ COEF_PRIOR_DRAW = 0.0
 MODEL_ERROR = 0.0025
 K_HORIZON = 0.01
 K_PEAK = 0.01
-# ... and K_ABRUPT e for an LR falling more abruptly than in any fitted run (models.transfer): the real
-# runs have no abrupt falls, so it is set on the noisy quadratic of bench/synthetic_cases.py (protocol S),
-# where the default's error right after a 10x drop (e = 0.88) reaches 0.9%: a floor, as a network may
-# forget its pre-fall noise at another pace than the quadratic does.
+# ... and K_ABRUPT e for an abrupt fall of the LR (models.transfer; whether or not a fitted run shows
+# one: the bound's memory cannot follow it either way): the real runs have no abrupt falls, so it is set
+# on the noisy quadratic of bench/synthetic_cases.py (protocol S), where the default's error right after
+# a 10x drop (e = 0.9) reaches 0.9%: a floor, as a network may forget its pre-fall noise at another pace
+# than the quadratic does.
 K_ABRUPT = 0.01
 
 
