@@ -137,6 +137,7 @@ def _csv_pandas(path: pathlib.Path,
         return None
     header = [str(c).strip() for c in df.columns]
     cols: dict[str, FloatArray] = {}
+    tails: dict[str, tuple[str, NDArray[np.bool_]]] = {}  # column -> (name, its trailing NaNs pandas read as NA)
     for name, col in zip(header, df.columns):
         values = pd.to_numeric(df[col], errors="coerce")
         raw = df[col]
@@ -148,12 +149,16 @@ def _csv_pandas(path: pathlib.Path,
             continue  # a text column
         cols[name] = values.to_numpy(dtype=np.float64, na_value=np.nan)
         _note_nan(explicit_nan, name, trailing_nan(cols[name], spelled))
-        tail = trailing_nan(cols[name], np.ones(len(df), dtype=bool)) & raw.isna().to_numpy()
-        if explicit_nan is not None and tail.any():
-            # pandas reads empty cells and "nan" alike: which of the trailing NaNs were written as NaN, from the text
-            text = pd.read_csv(path, skipinitialspace=True, index_col=False, usecols=[col], dtype=str,
-                               keep_default_na=False)[col]
-            literal = text.str.strip().str.lower().isin(NAN_TOKENS).to_numpy()
+        tail = trailing_nan(cols[name], raw.isna().to_numpy())
+        if tail.any():
+            tails[col] = (name, tail)
+    if explicit_nan is not None and tails:
+        # pandas reads empty cells and "nan" alike: which trailing NaNs were written as NaN, from the text (one
+        # more read of just those columns, only when some column ends in missing values)
+        text = pd.read_csv(path, skipinitialspace=True, index_col=False, usecols=list(tails), dtype=str,
+                           keep_default_na=False)
+        for col, (name, tail) in tails.items():
+            literal = text[col].str.strip().str.lower().isin(NAN_TOKENS).to_numpy()
             _note_nan(explicit_nan, name, (tail & literal) | explicit_nan.get(name, np.zeros(len(df), dtype=bool)))
     return header, cols
 
