@@ -508,7 +508,7 @@ class Forecaster:
         if ahead - seen <= ABRUPT_NOTE:
             return ()
         at = self.step + int(np.argmax(self._falls[self.step:])) + 1  # the 1-based step the largest fall reaches
-        return (f"the plan drops the LR by {100 * ahead:.3g}% of its peak within {ABRUPT_WINDOW:.0%} of the run by step "
+        return (f"the plan drops the LR by {100 * ahead:.3g}% of its peak within {ABRUPT_WINDOW:.1%} of the run by step "
                 f"{at}, more abruptly than the run so far; the loss right after that fall is an extrapolation, likely "
                 "forecast too high for a while",)
 

@@ -48,7 +48,7 @@ from .base import LossModel
 from .convex import moved_steps
 from .fitting import PRIOR_NOISE, CoefPrior, fit_separable
 from .gain import gain_priors
-from .transfer import Extrapolation, extrapolation
+from .transfer import Extrapolation, drop_weight, extrapolation
 
 FloatArray = NDArray[np.float64]
 
@@ -218,17 +218,44 @@ class CurveFit:
 
         ``grad_sq`` (per-step G_t^2) must be given in the same units as for the fit.
         Steps where the model is infinite (e.g. a zero LR for the convex bound) are ``inf``.
+
+        After an abrupt LR fall (:func:`cdfast.models.transfer.drop_weight`: more than 30% of
+        the peak within 0.2% of the run, e.g. a step decay) the default model weighs in the
+        multi-power law, fitted on the same points the first time such a schedule is
+        predicted (a second or more); :meth:`extrapolation` says so.
         """
         x = V.as_vector(lr, "lr")
+        steps = np.arange(1, x.shape[0] + 1, dtype=np.int64) if at is None else V.as_steps(at, "at", x.shape[0])
+        g = None if grad_sq is None else V.as_vector(grad_sq, "grad_sq")
+        own = self._predict_own(x, steps, g)
+        return own + self._after_falls(x, steps, own)
+
+    def _predict_own(self, x: FloatArray, steps: NDArray[np.int64], g: FloatArray | None) -> FloatArray:
         if self.model.name == "bound":
-            a, b = _rescale(_bound_terms(x, grad_sq, at), x, self.peak_power)
+            a, b = _rescale(_bound_terms(x, g, steps), x, self.peak_power)
             with np.errstate(invalid="ignore"):
                 return self.L_inf + self.D_sq * a + self.G_sq * b
-        steps = np.arange(1, x.shape[0] + 1, dtype=np.int64) if at is None else V.as_steps(at, "at", x.shape[0])
-        prep = self.model.prepare(x, steps, None if grad_sq is None else V.as_vector(grad_sq, "grad_sq"))
+        prep = self.model.prepare(x, steps, g)
         with np.errstate(invalid="ignore", over="ignore"):
             out = self.model.predict(self._vector(), prep)
         return np.where(np.isnan(out), np.inf, out)
+
+    def _after_falls(self, x: FloatArray, steps: NDArray[np.int64], own: FloatArray) -> FloatArray | float:
+        """What the drop peer adds to the prediction ``own`` after abrupt falls (0 mostly)."""
+        if getattr(self.model, "drop_peer", None) is None or self.data is None:
+            return 0.0
+        w = drop_weight(x, steps)
+        if not w.any():
+            return 0.0
+        peer, _ = _drop_peer(self)
+        if peer is None:
+            return 0.0
+        # the peer is evaluated only where it has weight: its loss-drop sum costs O(T M) per step
+        used = w > 0
+        out = np.zeros(own.shape)
+        with np.errstate(invalid="ignore"):
+            out[used] = w[used] * (peer._predict_own(x, steps[used], None) - own[used])
+        return out
 
     def interval(self, lr: ArrayLike, at: ArrayLike | None = None, level: float = 0.9,
                  grad_sq: ArrayLike | None = None, n_boot: int = 200, seed: int | None = 0) -> tuple[FloatArray, FloatArray]:
@@ -276,8 +303,12 @@ class CurveFit:
         steps = np.arange(1, x.shape[0] + 1, dtype=np.int64) if at is None else V.as_steps(at, "at", x.shape[0])
         g = None if grad_sq is None else V.as_vector(grad_sq, "grad_sq")
         reps = _bootstrap(self, x, steps, g, int(n_boot), seed)
-        lo, hi = np.quantile(reps, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=0)
-        pred = self.predict(x, at=steps, grad_sq=g)
+        own = self._predict_own(x, steps, g)
+        # after an abrupt fall the prediction moves by the drop peer's share; the refits (of the
+        # model itself) vary around it as they vary around the model's own curve
+        shift = self._after_falls(x, steps, own)
+        lo, hi = np.quantile(reps, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=0) + shift
+        pred = own + shift
         # the model's own error, scaled from a 90% to a ``level`` interval (normal quantiles)
         z = NormalDist().inv_cdf(0.5 + level / 2.0) / NormalDist().inv_cdf(0.95)
         h, rho, fall = extrapolation(x, self.data.lrs, self.data.fitted_T).per_step(x, steps)
@@ -295,14 +326,20 @@ class CurveFit:
         V.check_values(x, "lr")
         if self.data is None:
             raise ValueError("this CurveFit carries no fit data to compare with; refit it with fit_loss_curve(s)")
-        return extrapolation(x, self.data.lrs, self.data.fitted_T)
+        e = extrapolation(x, self.data.lrs, self.data.fitted_T)
+        if getattr(self.model, "drop_peer", None) is None or not drop_weight(x, np.array([x.shape[0]])).any():
+            return e
+        peer, why = _drop_peer(self)
+        return replace(e, after_fall=why)
 
     def value_and_grad(self, lr: ArrayLike, grad_sq: ArrayLike | None = None) -> tuple[float, FloatArray]:
         """The predicted loss at the last step ``T = len(lr)`` and its gradient with respect
         to every learning rate: the protocol :func:`cdfast.optimal_schedule` (``model=``)
         optimises against.  Convex-bound models only (O(T), through
         :func:`cdfast.bound_gradient`); ``model="bound"`` with ``peak_power != 1`` and the
-        peer laws raise an error saying so."""
+        peer laws raise an error saying so.  It is the model's own loss, without the law
+        :meth:`predict` weighs in after an abrupt fall: the optimiser's schedules are smooth
+        unless told otherwise, and ``plan`` scores its candidates with :meth:`predict`."""
         if self.model.name == "bound" and self.peak_power != 1.0:
             raise NotImplementedError("value_and_grad of a bound fit with peak_power != 1 is not implemented "
                                       "(the peak enters through max(lr)); refit with peak_power=1")
@@ -778,6 +815,47 @@ def _fit_averaged(m: Averaged, lrs, steps, losses, fit_steps, grad_sq, burn_in, 
         data=_FitData(None, (), (), prior, np.empty(0), None, members=tuple(fits), lrs=fits[0].data.lrs,
                       fitted_T=fits[0].data.fitted_T),
     )
+
+
+#: a drop peer is fitted only when some fitted run's LR decays to this fraction of its peak: a
+#: loss-drop law fitted on runs that never decay has no data for its drop term
+DROP_PEER_DECAY = 0.5
+
+
+def _drop_peer(fit: CurveFit) -> tuple[CurveFit | None, str]:
+    """The model's drop peer fitted on the points of ``fit`` (once; kept with the fit data), and
+    what it does after an abrupt fall in words (``Extrapolation.after_fall``), or why it is
+    not used."""
+    cache = fit.data.cache
+    if "drop_peer" not in cache:
+        cache["drop_peer"] = _fit_drop_peer(fit)
+    return cache["drop_peer"]
+
+
+def _fit_drop_peer(fit: CurveFit) -> tuple[CurveFit | None, str]:
+    peer = fit.model.drop_peer
+    idx = [i for i in np.unique(fit.run) if fit.fitted[fit.run == i].any()]
+    lrs = fit.data.lrs
+    if len(lrs) != len(idx) or any(v is None for v in lrs):
+        return None, f"not handed to {peer.name} (the fit has no learning rates for it to read)"
+    steps = [fit.steps[fit.run == i] for i in idx]
+    decays = [float(v[s[fit.fitted[fit.run == i]] - 1].min()) <= DROP_PEER_DECAY * float(v.max())
+              for v, s, i in zip(lrs, steps, idx)]
+    if not any(decays):
+        return None, (f"the model's own: no fitted run decays its LR below {DROP_PEER_DECAY:.0%} of its peak, which "
+                      f"{peer.name} would need to learn its loss drop; likely predicted too high for a while")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)
+            out = _fit_loss_curves(list(lrs), steps, [fit.loss[fit.run == i] for i in idx], peer,
+                                   [fit.fitted[fit.run == i] for i in idx], None, 0, True, False, None, 1.0)
+    except ValueError as err:
+        return None, f"the model's own ({peer.name} could not be fitted: {err}); likely predicted too high for a while"
+    if out.poor_fit is not None:
+        return None, (f"the model's own ({peer.name} misses the fitted losses by more than {100 * UNFIT_RMS:g}% RMS); "
+                      "likely predicted too high for a while")
+    return out, (f"weighted towards {peer.name!r} ({peer.summary.split(':')[0]}), fitted on the same points, whose loss drop saturates in the size of "
+                 "the fall (the convex bound forgets the larger LR's noise too slowly)")
 
 
 def _free_params(model: LossModel) -> int:

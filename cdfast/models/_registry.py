@@ -27,7 +27,8 @@ MODELS: dict[str, Callable[[], LossModel]] = {
         [PowerBound(alpha="fit", p="fit", gain_prior=True), PowerBound(alpha="fit", lr_map="saturating", gain_prior=True)],
         "effective-bound",
         "the convex bound on the effective LR: the mean of power-bound and sat-bound (with the prior on the noise "
-        "term's size), or the paper's form when the data follow it", nested=PowerBound(alpha=1.0, p=1.0)),
+        "term's size), or the paper's form when the data follow it; the multi-power law after an abrupt LR fall",
+        nested=PowerBound(alpha=1.0, p=1.0), drop_peer=MultiPowerLaw()),
     "annealing": AnnealingLaw,
     "mpl": MultiPowerLaw,
 }

@@ -51,18 +51,26 @@ class Averaged(LossModel):
     weights : sequence of float, optional
         One weight per model of :attr:`all_members` (members, then ``nested``), non-negative,
         summing to 1.  Default: equal over the members, 0 for ``nested``.  A fit sets them.
+    drop_peer : LossModel, optional
+        A model fitted on the same points when a prediction meets an abrupt LR fall, and
+        weighted in after it (:func:`cdfast.models.transfer.drop_weight`;
+        ``CurveFit.predict``).  The default model's is the multi-power law.
     """
 
     coefs = ()
     shape = ()
 
     def __init__(self, members: Sequence[LossModel], name: str, summary: str = "",
-                 nested: LossModel | None = None, weights: Sequence[float] | None = None) -> None:
+                 nested: LossModel | None = None, weights: Sequence[float] | None = None,
+                 drop_peer: LossModel | None = None) -> None:
         members = tuple(members)
         if len(members) < 2 or not all(isinstance(m, LossModel) and not isinstance(m, Averaged) for m in members):
             raise ValueError("an averaged model needs at least two (non-averaged) member models")
         if nested is not None and (not isinstance(nested, LossModel) or isinstance(nested, Averaged)):
             raise ValueError("nested must be a (non-averaged) LossModel")
+        if drop_peer is not None and (not isinstance(drop_peer, LossModel) or isinstance(drop_peer, Averaged)):
+            raise ValueError("drop_peer must be a (non-averaged) LossModel")
+        self.drop_peer = drop_peer
         self.members = members
         self.nested = nested
         n = len(self.all_members)
@@ -84,18 +92,20 @@ class Averaged(LossModel):
 
     def with_weights(self, weights: Sequence[float]) -> "Averaged":
         """The same combination with other weights (what a fit returns)."""
-        return Averaged(self.members, self.name, self.summary, self.nested, weights)
+        return Averaged(self.members, self.name, self.summary, self.nested, weights, self.drop_peer)
 
     def __repr__(self) -> str:
-        return f"Averaged({list(self.members)!r}, name={self.name!r}, nested={self.nested!r}, weights={self.weights})"
+        return (f"Averaged({list(self.members)!r}, name={self.name!r}, nested={self.nested!r}, weights={self.weights}, "
+                f"drop_peer={self.drop_peer!r})")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Averaged):
             return NotImplemented
-        return (self.members, self.nested, self.weights) == (other.members, other.nested, other.weights)
+        return ((self.members, self.nested, self.weights, self.drop_peer)
+                == (other.members, other.nested, other.weights, other.drop_peer))
 
     def __hash__(self) -> int:
-        return hash(("Averaged", self.members, self.nested, self.weights))
+        return hash(("Averaged", self.members, self.nested, self.weights, self.drop_peer))
 
     @property
     def param_names(self) -> tuple[str, ...]:

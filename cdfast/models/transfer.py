@@ -10,10 +10,13 @@ words by :meth:`Extrapolation.notes` (``cdfast predict`` prints them):
   horizon) by more of its peak than in any fitted run, e.g. a step decay predicted from
   cosine and WSD runs.  Right after such a fall the convex-bound models keep the
   pre-fall noise for too long (eq. 2.4's ``1 / (P_tau - P_j)`` memory): on the noisy
-  quadratic of ``bench/synthetic_cases.py`` the default predicts the loss 0.7-0.9% too
-  high for a few hundred steps after a 10x drop, and runs without such falls cannot show
-  how fast a network forgets.  A fall the fitted runs contain is not named as an
-  extrapolation, but it still widens the interval: the model cannot follow it either way.
+  quadratic of ``bench/synthetic_cases.py`` the bound's members predict the loss 0.7-0.9%
+  too high for a few hundred steps after a 10x drop, and runs without such falls cannot
+  show how fast a network forgets.  The default model therefore hands the steps after
+  such a fall to a law whose loss drop saturates in the size of the fall
+  (:func:`drop_weight`; ``CurveFit.predict``).  A fall the fitted runs contain is not
+  named as an extrapolation, but it still widens the interval: no model here follows it
+  exactly.
 
 Nothing here fits anything: it compares schedules.
 """
@@ -25,19 +28,22 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import maximum_filter1d
+from scipy.ndimage import grey_closing, maximum_filter1d
 
 FloatArray = NDArray[np.float64]
 
-__all__ = ["Extrapolation", "lr_falls", "extrapolation"]
+__all__ = ["Extrapolation", "lr_falls", "extrapolation", "drop_weight"]
 
-#: the window of an abrupt fall, as a fraction of the schedule's horizon T: about the length
-#: of the transient after a 10x drop on the quadratic (a few hundred of 20k steps)
-ABRUPT_WINDOW = 0.01
+#: the window of an abrupt fall, as a fraction of the schedule's horizon T (40 of 20k steps).  A
+#: step decay falls within one step.  Falls over 1% of T are not abrupt to a network: the real
+#: two-stage runs of shared/data (the LR falling to 0.375x over 2000 of 200k steps) are
+#: predicted from a plain WSD run within 0.12% at the end of the fall by the default's own
+#: memory (3000 steps after it), and handing their steps after the fall to the multi-power law
+#: (as drop_weight would with a 1% window) moved their final-loss error from 0.26% at most to 1.4%
+ABRUPT_WINDOW = 0.002
 #: Extrapolation.notes names an abrupt fall when it exceeds the fitted runs' largest by this
-#: much of the peak: a linear cooldown over 20% (5%) of the run falls 0.05 (0.2) per window and
-#: is not named (the real runs' 5% cooldowns predicted from cosine fits err as much as other
-#: predictions do), a step decay by 10x falls 0.9
+#: much of the peak, and drop_weight starts here: a linear cooldown over 1% (5%) of the run falls
+#: 0.2 (0.04) per window and is not named, a step decay by 10x falls 0.9
 ABRUPT_NOTE = 0.3
 #: ... a horizon when it exceeds the last fitted step by this factor, a peak LR when it is
 #: this factor away from the nearest fitted peak
@@ -89,6 +95,9 @@ class Extrapolation:
         the 1-based step it reaches (0 when none).
     seen_fall : float
         The fitted runs' largest abrupt fall over their fitted steps.
+    after_fall : str
+        What predicts the loss after an abrupt fall, when not the model itself (the default
+        model's multi-power law, ``CurveFit.predict``), or why that could not be fitted.
     """
 
     T: int
@@ -100,6 +109,7 @@ class Extrapolation:
     fall: float
     fall_step: int
     seen_fall: float
+    after_fall: str = ""
 
     @property
     def horizon_ratio(self) -> float:
@@ -140,11 +150,13 @@ class Extrapolation:
                 out.append(f"peak LR: {self.peak_lr:.4g} is {ratio:.3g}x {side} the nearest fitted peak "
                            f"({self.nearest_peak:.4g}); the interval widens with the ratio")
         if self.abrupt > ABRUPT_NOTE:
-            out.append(f"abrupt fall: the LR falls by {100 * self.fall:.3g}% of its peak within {ABRUPT_WINDOW:.0%} "
+            then = (f"the loss after it is {self.after_fall}" if self.after_fall else
+                    "the loss right after it is likely predicted too high for a while (the model forgets the noise "
+                    "of the larger LR slowly)")
+            out.append(f"abrupt fall: the LR falls by {100 * self.fall:.3g}% of its peak within {ABRUPT_WINDOW:.1%} "
                        f"of the run by step {self.fall_step}, more abruptly than in any fitted run "
-                       f"({100 * self.seen_fall:.2g}% at most); the loss right after it is an extrapolation, likely "
-                       "predicted too high for a while (the model forgets the noise of the larger LR slowly; a fitted "
-                       "run with such a fall shows by how much, in its residuals after the fall)")
+                       f"({100 * self.seen_fall:.2g}% at most); {then}; an extrapolation either way (a fitted run "
+                       "with such a fall shows how the loss follows it)")
         return out
 
     def per_step(self, lr: FloatArray, steps: NDArray[np.int64]) -> tuple[FloatArray, float, FloatArray]:
@@ -163,6 +175,32 @@ class Extrapolation:
             h = np.log(np.maximum(steps / float(self.fitted_T), 1.0))
         reached = np.maximum.accumulate(lr_falls(lr))[steps - 1] if lr.size else np.zeros(steps.shape)
         return h, self.peak_distance, reached
+
+
+def drop_weight(lr: FloatArray, steps: NDArray[np.int64]) -> FloatArray:
+    """The weight, at each of ``steps``, of a loss-drop law in the default model's prediction:
+    0 until the LR has fallen abruptly by ``ABRUPT_NOTE`` of its peak (:func:`lr_falls`), then
+    rising linearly with the largest fall reached, to 1 for a fall to zero (6/7 after a 10x
+    step decay).  It counts falls whether or not a fitted run shows one: the bound's memory
+    cannot follow them either way (:meth:`Extrapolation.per_step`).  A dip of the LR
+    narrower than the window (a skipped step) is no fall.
+
+    Why a law takes over there: after a fall the convex bound forgets the larger LR's noise
+    as ``1 / (P_tau - P_j)``, slower than a network or a quadratic does, and cooldown-only
+    runs cannot show it otherwise (docs/models.md: a learnt memory was measured and
+    rejected).  The multi-power law's loss drop saturates in the size of the fall, the
+    transient Luo et al. (2025) validated on real step decays.  On the noisy quadratic
+    (protocol S of bench/validate_predictions.py) the weighted mean predicts the final loss
+    and the transient better than either model alone (docs/models.md).
+    """
+    x = np.asarray(lr, dtype=np.float64)
+    if x.size < 2:
+        return np.zeros(steps.shape)
+    # a dip narrower than the window is not a fall: a skipped step (one zero LR) leaves the iterate
+    # where it was, and the bound predicts it exactly; closing fills such dips and keeps steps down
+    closed = grey_closing(x, size=max(1, int(round(ABRUPT_WINDOW * x.shape[0]))) + 1, mode="nearest")
+    reached = np.maximum.accumulate(lr_falls(closed))[steps - 1]
+    return np.clip((reached - ABRUPT_NOTE) / (1.0 - ABRUPT_NOTE), 0.0, 1.0)
 
 
 def extrapolation(lr: FloatArray, fit_lrs: tuple, fitted_T: tuple) -> Extrapolation:
