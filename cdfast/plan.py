@@ -243,11 +243,12 @@ class SchedulePlan:
             lines.append(f"'*' EXTRAPOLATION: the peak LR of {', '.join(ext)} lies outside {lo:.3g}..{hi:.3g}, the "
                          "range the fitted runs support; the model has not seen it: check with a short sweep "
                          "(cdfast.fit_peak_lr_law)")
-        sharp = [s.name for s in self.schedules if _abrupt(fit, s.lr)]
+        sharp = [(s.name, e) for s in self.schedules if (e := _abrupt(fit, s.lr)) is not None]
         if sharp:
-            lines.append(f"abrupt fall: {', '.join(sharp)} drop the LR more abruptly than any fitted run does; the "
-                         "loss right after such a fall is an extrapolation, likely predicted too high for a while "
-                         "(the interval is widened for it): check with a short run")
+            how = sharp[0][1].after_fall or "likely predicted too high for a while"
+            lines.append(f"abrupt fall: {', '.join(n for n, _ in sharp)} drop the LR more abruptly than any fitted run "
+                         f"does; the loss after such a fall is an extrapolation ({how}; the interval is widened for "
+                         "it): check with a short run")
         if band:
             same = [s.name for s in self.schedules if s is not best and not s.distinguishable]
             if same:
@@ -707,13 +708,16 @@ def plan_schedule(
                         from_step=from_step or 0, trust_note=note)
 
 
-def _abrupt(fit: Any, lr: FloatArray) -> bool:
-    """Whether ``lr`` falls more abruptly than any run ``fit`` was fitted on (a step schedule
-    planned from smooth runs; :mod:`cdfast.models.transfer`)."""
+def _abrupt(fit: Any, lr: FloatArray) -> Any:
+    """The :class:`~cdfast.models.transfer.Extrapolation` of ``lr`` when it falls more abruptly
+    than any run ``fit`` was fitted on (a step schedule planned from smooth runs), else None."""
     from .models.transfer import ABRUPT_NOTE
 
     method = getattr(fit, "extrapolation", None)
-    return method is not None and getattr(fit, "data", None) is not None and method(lr).abrupt > ABRUPT_NOTE
+    if method is None or getattr(fit, "data", None) is None:
+        return None
+    e = method(lr)
+    return e if e.abrupt > ABRUPT_NOTE else None
 
 
 # ---------------------------------------------------------------------------

@@ -59,6 +59,9 @@ def test_drop_weight_follows_its_definition():
         dip = PEAK * schedules.cosine(T, warmup=W)
         dip[3000:3000 + n] = 0.0
         assert drop_weight(dip, STEPS).any() == falls, n
+    # ... but a fall in the last steps is one
+    end = PEAK * schedules.wsd(T, decay_frac=0.001, warmup=W)
+    assert drop_weight(end, STEPS)[-1] == pytest.approx((1 - end[-1] / end.max() - ABRUPT_NOTE) / (1 - ABRUPT_NOTE))
 
 
 def test_the_default_weighs_in_the_peer_after_a_step_decay_only(smooth_fit):
@@ -126,3 +129,12 @@ def test_only_the_default_has_a_drop_peer(smooth_fit):
     assert getattr(cdfast.models.get_model("power-bound"), "drop_peer", None) is None
     with pytest.raises(ValueError, match="drop_peer must be"):
         Averaged([PowerBound(), PowerBound(p="fit")], "x", drop_peer="mpl")
+
+
+def test_plan_says_how_it_predicts_after_a_step(smooth_fit):
+    fams = [("wsd", {"decay_frac": 0.2}), ("wsd", {"decay_frac": 0.001})]  # a cooldown, and a step down
+    plan = cdfast.plan_schedule(smooth_fit, T, warmup=W, n_boot=0, families=fams, smooth=False)
+    lines = [line for line in plan.summary().splitlines() if line.startswith("abrupt fall:")]
+    assert len(lines) == 1 and "wsd:decay_frac=0.001" in lines[0] and "weighted towards 'mpl'" in lines[0]
+    step = plan["wsd:decay_frac=0.001"]
+    assert step.loss == pytest.approx(float(smooth_fit.predict(step.lr, at=[T])[-1]), rel=1e-12)

@@ -197,9 +197,11 @@ def drop_weight(lr: FloatArray, steps: NDArray[np.int64]) -> FloatArray:
     if x.size < 2:
         return np.zeros(steps.shape)
     # a dip narrower than the window is not a fall: a skipped step (one zero LR) leaves the iterate
-    # where it was, and the bound predicts it exactly; closing fills such dips and keeps steps down
-    closed = grey_closing(x, size=max(1, int(round(ABRUPT_WINDOW * x.shape[0]))) + 1, mode="nearest")
-    reached = np.maximum.accumulate(lr_falls(closed))[steps - 1]
+    # where it was, and the bound predicts it exactly; closing fills such dips and keeps steps down.
+    # The end is padded with the last LR (a fall in the last steps stays a fall, not a dip)
+    w = max(1, int(round(ABRUPT_WINDOW * x.shape[0])))
+    closed = grey_closing(np.r_[x, np.full(w + 1, x[-1])], size=w + 1, mode="nearest")[:x.shape[0]]
+    reached = np.maximum.accumulate(lr_falls(closed, w))[steps - 1]
     return np.clip((reached - ABRUPT_NOTE) / (1.0 - ABRUPT_NOTE), 0.0, 1.0)
 
 
