@@ -138,3 +138,21 @@ def test_plan_says_how_it_predicts_after_a_step(smooth_fit):
     assert len(lines) == 1 and "wsd:decay_frac=0.001" in lines[0] and "weighted towards 'mpl'" in lines[0]
     step = plan["wsd:decay_frac=0.001"]
     assert step.loss == pytest.approx(float(smooth_fit.predict(step.lr, at=[T])[-1]), rel=1e-12)
+
+
+def test_a_fit_whose_only_decay_is_abrupt_says_so():
+    const, cos = schedules.constant(T, warmup=W), schedules.cosine(T, warmup=W)
+    lrs = [PEAK * const, PEAK * STEP_DECAY]
+    ys = [nqm(const, 0), nqm(STEP_DECAY, 1)]
+    with pytest.warns(cdfast.FitWarning, match=r"decay their LR only abruptly \(run 1 by step 6050\)"):
+        fit = cdfast.fit_loss_curves(lrs, [STEPS] * 2, ys, model="bound-alpha")
+    assert any("only abruptly" in w for w in fit.warnings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cdfast.FitWarning)
+        # a gradual decay among the fitted runs, a peer law, or the step run only up to its fall: no warning
+        for kw in (dict(lrs=lrs + [PEAK * cos], ys=ys + [nqm(cos, 2)]), dict(lrs=lrs, ys=ys, model="annealing"),
+                   dict(lrs=lrs, ys=ys, fit_steps=[None, STEPS <= 6000])):
+            n = len(kw["lrs"])
+            f = cdfast.fit_loss_curves(kw["lrs"], [STEPS] * n, kw["ys"], model=kw.get("model", "bound-alpha"),
+                                       fit_steps=kw.get("fit_steps"))
+            assert not any("only abruptly" in w for w in f.warnings), kw.get("model")

@@ -43,12 +43,14 @@ from scipy.optimize import least_squares, lsq_linear, minimize_scalar
 from .. import _validate as V
 from ..curve import bound_curve_terms
 from ._registry import get_model
+from .annealing import AnnealingLaw
 from .average import Averaged
 from .base import LossModel
 from .convex import moved_steps
 from .fitting import PRIOR_NOISE, CoefPrior, fit_separable
 from .gain import gain_priors
-from .transfer import Extrapolation, drop_weight, extrapolation
+from .mpl import MultiPowerLaw
+from .transfer import Extrapolation, abrupt_decays_only, drop_weight, extrapolation
 
 FloatArray = NDArray[np.float64]
 
@@ -696,9 +698,23 @@ def fit_loss_curves(
     """
     div, div_msgs = _divergence_messages(divergence, len(lrs) if hasattr(lrs, "__len__") else None)
     fit = _fit_loss_curves(lrs, steps, losses, model, fit_steps, grad_sq, burn_in, prior, robust, terms, peak_power)
-    if div is None:
+    msgs = div_msgs + _abrupt_only(fit)
+    if not msgs:
         return fit
-    return replace(fit, warnings=fit.warnings + _warn(div_msgs), divergence=div)
+    return replace(fit, warnings=fit.warnings + _warn(msgs), divergence=div)
+
+
+def _abrupt_only(fit: CurveFit) -> list[str]:
+    """The warning of :func:`cdfast.models.transfer.abrupt_decays_only` for a convex-bound fit."""
+    if isinstance(fit.model, (MultiPowerLaw, AnnealingLaw)) or fit.data is None or not fit.data.lrs:
+        return []
+    idx = [i for i in np.unique(fit.run) if fit.fitted[fit.run == i].any()]
+    if len(idx) != len(fit.data.lrs):
+        return []
+    runs = [int(i) for i in idx] if len(np.unique(fit.run)) > 1 else None
+    msg = abrupt_decays_only(list(fit.data.lrs), [fit.steps[fit.run == i] for i in idx],
+                             [fit.fitted[fit.run == i] for i in idx], runs)
+    return [] if msg is None else [msg]
 
 
 def _divergence_messages(divergence: Any, n: int | None) -> tuple[tuple[Any, ...] | None, list[str]]:
