@@ -50,7 +50,7 @@ from .convex import moved_steps
 from .fitting import PRIOR_NOISE, CoefPrior, fit_separable
 from .gain import gain_priors
 from .mpl import MultiPowerLaw
-from .transfer import Extrapolation, abrupt_decays_only, drop_weight, extrapolation
+from .transfer import DECAY_LEVEL, Extrapolation, abrupt_decays_only, decayed_at, drop_weight, extrapolation
 
 FloatArray = NDArray[np.float64]
 
@@ -257,6 +257,7 @@ class CurveFit:
         out = np.zeros(own.shape)
         with np.errstate(invalid="ignore"):
             out[used] = w[used] * (peer._predict_own(x, steps[used], None) - own[used])
+        out[~np.isfinite(out)] = 0.0  # where either model is infinite (a zero LR), the model's own
         return out
 
     def interval(self, lr: ArrayLike, at: ArrayLike | None = None, level: float = 0.9,
@@ -833,11 +834,6 @@ def _fit_averaged(m: Averaged, lrs, steps, losses, fit_steps, grad_sq, burn_in, 
     )
 
 
-#: a drop peer is fitted only when some fitted run's LR decays to this fraction of its peak: a
-#: loss-drop law fitted on runs that never decay has no data for its drop term
-DROP_PEER_DECAY = 0.5
-
-
 def _drop_peer(fit: CurveFit) -> tuple[CurveFit | None, str]:
     """The model's drop peer fitted on the points of ``fit`` (once; kept with the fit data), and
     what it does after an abrupt fall in words (``Extrapolation.after_fall``), or why it is
@@ -855,10 +851,9 @@ def _fit_drop_peer(fit: CurveFit) -> tuple[CurveFit | None, str]:
     if len(lrs) != len(idx) or any(v is None for v in lrs):
         return None, f"not handed to {peer.name} (the fit has no learning rates for it to read)"
     steps = [fit.steps[fit.run == i] for i in idx]
-    decays = [float(v[s[fit.fitted[fit.run == i]] - 1].min()) <= DROP_PEER_DECAY * float(v.max())
-              for v, s, i in zip(lrs, steps, idx)]
-    if not any(decays):
-        return None, (f"the model's own: no fitted run decays its LR below {DROP_PEER_DECAY:.0%} of its peak, which "
+    # a loss-drop law fitted on runs that never decay has no data for its drop term
+    if all(decayed_at(v, s[fit.fitted[fit.run == i]]) is None for v, s, i in zip(lrs, steps, idx)):
+        return None, (f"the model's own: no fitted run decays its LR below {DECAY_LEVEL:.0%} of its peak, which "
                       f"{peer.name} would need to learn its loss drop; likely predicted too high for a while")
     try:
         with warnings.catch_warnings():
@@ -870,8 +865,8 @@ def _fit_drop_peer(fit: CurveFit) -> tuple[CurveFit | None, str]:
     if out.poor_fit is not None:
         return None, (f"the model's own ({peer.name} misses the fitted losses by more than {100 * UNFIT_RMS:g}% RMS); "
                       "likely predicted too high for a while")
-    return out, (f"weighted towards {peer.name!r} ({peer.summary.split(':')[0]}), fitted on the same points, whose loss drop saturates in the size of "
-                 "the fall (the convex bound forgets the larger LR's noise too slowly)")
+    return out, (f"weighted towards {peer.name!r} ({peer.summary.split(':')[0]}), fitted on the same points, whose "
+                 "loss drop saturates in the size of the fall (the convex bound forgets the larger LR's noise too slowly)")
 
 
 def _free_params(model: LossModel) -> int:

@@ -32,7 +32,7 @@ from scipy.ndimage import grey_closing, maximum_filter1d
 
 FloatArray = NDArray[np.float64]
 
-__all__ = ["Extrapolation", "lr_falls", "extrapolation", "drop_weight", "abrupt_decays_only"]
+__all__ = ["Extrapolation", "lr_falls", "extrapolation", "drop_weight", "abrupt_decays_only", "decayed_at"]
 
 #: the window of an abrupt fall, as a fraction of the schedule's horizon T (40 of 20k steps).  A
 #: step decay falls within one step.  Falls over 1% of T are not abrupt to a network: the real
@@ -209,6 +209,14 @@ def drop_weight(lr: FloatArray, steps: NDArray[np.int64]) -> FloatArray:
 DECAY_LEVEL = 0.5
 
 
+def decayed_at(lr: FloatArray, steps: NDArray[np.int64]) -> int | None:
+    """The first of the (1-based, increasing) ``steps`` where ``lr`` is below ``DECAY_LEVEL`` of its
+    peak, or None when it never is there."""
+    x = np.asarray(lr, dtype=np.float64)
+    low = x[np.asarray(steps) - 1] < DECAY_LEVEL * x.max() if len(steps) else np.zeros(0, bool)
+    return int(steps[int(np.argmax(low))]) if low.any() else None
+
+
 def abrupt_decays_only(lrs: list, steps: list, masks: list, runs: list | None = None) -> str | None:
     """A warning when every fitted run whose LR decays (below ``DECAY_LEVEL`` of its peak at a
     fitted step) does so through an abrupt fall (:func:`drop_weight`), and at least one does.
@@ -224,17 +232,12 @@ def abrupt_decays_only(lrs: list, steps: list, masks: list, runs: list | None = 
     runs = list(range(len(lrs))) if runs is None else list(runs)
     abrupt = []
     for i, (x, s, m) in enumerate(zip(lrs, steps, masks)):
-        if x is None or not m.any():
+        first = None if x is None else decayed_at(x, s[m])
+        if first is None:
             continue
-        x = np.asarray(x, dtype=np.float64)
-        fitted = s[m]
-        low = x[fitted - 1] < DECAY_LEVEL * x.max()
-        if not low.any():
-            continue
-        first = fitted[int(np.argmax(low))]  # the first fitted step below the level
         if drop_weight(x, np.array([first]))[0] == 0.0:
             return None  # a gradual decay among the fitted runs
-        abrupt.append((runs[i], int(first)))
+        abrupt.append((runs[i], first))
     if not abrupt:
         return None
     where = ", ".join(f"run {i} by step {t}" for i, t in abrupt) if len(runs) > 1 else f"by step {abrupt[0][1]}"
