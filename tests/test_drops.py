@@ -156,3 +156,20 @@ def test_a_fit_whose_only_decay_is_abrupt_says_so():
             f = cdfast.fit_loss_curves(kw["lrs"], [STEPS] * n, kw["ys"], model=kw.get("model", "bound-alpha"),
                                        fit_steps=kw.get("fit_steps"))
             assert not any("only abruptly" in w for w in f.warnings), kw.get("model")
+
+
+def test_no_peer_when_the_data_follow_eq_2_4():
+    # the nested paper's form predicts when the fitted runs follow eq. (2.4): its memory is then the truth
+    shapes = [schedules.constant(T, warmup=W), schedules.cosine(T, warmup=W)]
+    ys = []
+    for i, s in enumerate(shapes):
+        a, b = cdfast.bound_curve_terms(PEAK * s, at=STEPS)
+        y = 2.5 + 4.0 * np.asarray(a) + 150.0 * np.asarray(b)
+        ys.append(y * (1 + 1e-3 * np.random.default_rng(i).standard_normal(y.size)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cdfast.FitWarning)
+        fit = cdfast.fit_loss_curves([PEAK * s for s in shapes], [STEPS] * 2, ys)
+    assert fit.model.nested_only
+    lr = PEAK * STEP_DECAY
+    np.testing.assert_array_equal(fit.predict(lr, at=STEPS), fit._predict_own(lr, STEPS, None))
+    assert "follow eq. (2.4)" in fit.extrapolation(lr).notes()[0]

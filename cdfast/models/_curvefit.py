@@ -846,6 +846,10 @@ def _drop_peer(fit: CurveFit) -> tuple[CurveFit | None, str]:
 
 def _fit_drop_peer(fit: CurveFit) -> tuple[CurveFit | None, str]:
     peer = fit.model.drop_peer
+    if getattr(fit.model, "nested_only", False):
+        # the data follow the paper's form, and with it the bound's memory: nothing to hand over
+        return None, ("the model's own: the fitted runs follow eq. (2.4) (the paper's form predicts), whose memory "
+                      "this is")
     idx = [i for i in np.unique(fit.run) if fit.fitted[fit.run == i].any()]
     lrs = fit.data.lrs
     if len(lrs) != len(idx) or any(v is None for v in lrs):
@@ -860,7 +864,7 @@ def _fit_drop_peer(fit: CurveFit) -> tuple[CurveFit | None, str]:
             warnings.simplefilter("ignore", FitWarning)
             out = _fit_loss_curves(list(lrs), steps, [fit.loss[fit.run == i] for i in idx], peer,
                                    [fit.fitted[fit.run == i] for i in idx], None, 0, True, False, None, 1.0)
-    except ValueError as err:
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
         return None, f"the model's own ({peer.name} could not be fitted: {err}); likely predicted too high for a while"
     if out.poor_fit is not None:
         return None, (f"the model's own ({peer.name} misses the fitted losses by more than {100 * UNFIT_RMS:g}% RMS); "

@@ -120,6 +120,11 @@ class Averaged(LossModel):
             i += k
         return out
 
+    @property
+    def nested_only(self) -> bool:
+        """Whether the nested model alone predicts (a fit found the data follow it)."""
+        return self.nested is not None and self.weights[-1] == 1.0
+
     def _used(self) -> list[int]:
         return [i for i, w in enumerate(self.weights) if w > 0.0]
 
