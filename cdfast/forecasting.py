@@ -68,7 +68,7 @@ from .models._curvefit import WEIGHT_POWER
 from .models.fitting import fit_separable
 from .models._registry import DEFAULT_MODEL, get_model
 from .models.gain import gain_priors
-from .models.transfer import ABRUPT_NOTE, ABRUPT_WINDOW, lr_falls
+from .models.transfer import ABRUPT_NOTE, ABRUPT_WINDOW, abrupt_falls
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -317,7 +317,7 @@ class Forecaster:
         self.n_searches = 0
         self._cached: Forecast | None = None
         # abrupt LR falls (models.transfer): the largest reached by each step, and the largest from each step on
-        self._falls = lr_falls(x)
+        self._falls = abrupt_falls(x)
         self._falls_seen = np.maximum.accumulate(self._falls)
         self._falls_ahead = np.maximum.accumulate(self._falls[::-1])[::-1]
 

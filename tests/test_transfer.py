@@ -10,7 +10,7 @@ import cdfast
 from cdfast import cli, schedules
 from cdfast.data import SAMPLE_RUN
 from cdfast.models import _curvefit
-from cdfast.models.transfer import ABRUPT_NOTE, ABRUPT_WINDOW, extrapolation, lr_falls
+from cdfast.models.transfer import ABRUPT_NOTE, ABRUPT_WINDOW, abrupt_falls, extrapolation, lr_falls
 
 T, W, PEAK = 4000, 40, 1e-3
 STEPS = np.arange(40, T + 1, 40)
@@ -41,6 +41,31 @@ def test_falls_of_familiar_schedules():
     assert lr_falls(wsd).max() == pytest.approx(ABRUPT_WINDOW / c, rel=0.02)
     assert lr_falls(schedules.constant(T, warmup=W)).max() == 0.0
     assert lr_falls(np.zeros(10)).max() == 0.0 and lr_falls(np.ones(1)).shape == (1,)
+
+
+def closing_naive(x, k):
+    """Greyscale closing with a window of k: the smallest of the largest values of every k-window
+    holding each step, the array padded at both ends with its end values (and k more at the end)."""
+    n = x.size
+    pad = np.r_[np.full(k, x[0]), x, np.full(2 * k + 1, x[-1])]
+    dil = np.array([pad[max(0, i - k // 2):i - k // 2 + k].max() for i in range(pad.size)])
+    ero = np.array([dil[max(0, i - k // 2):i - k // 2 + k].min() for i in range(dil.size)])
+    return ero[k:k + n]
+
+
+def test_abrupt_falls_fill_narrow_dips():
+    w = round(ABRUPT_WINDOW * T)
+    step = schedules.piecewise_constant(T, [3000], [1.0, 0.1], warmup=W)
+    for lr in (step, schedules.cosine(T, warmup=W), schedules.wsd(T, decay_frac=0.001, warmup=W)):
+        np.testing.assert_array_equal(abrupt_falls(lr), lr_falls(lr))  # nothing narrow to fill
+    dip = schedules.cosine(T, warmup=W)
+    dip[2000] = 0.0  # a skipped step
+    assert lr_falls(dip).max() > 0.5 and abrupt_falls(dip).max() < 0.01
+    e = extrapolation(dip, (schedules.cosine(T, warmup=W),), (T,))
+    assert e.fall < 0.01 and e.per_step(dip, np.array([T]))[2].max() < 0.01  # no note, no wider interval
+    rng = np.random.default_rng(3)
+    x = np.repeat(rng.random(T // 50), 50) * (rng.random(T) > 0.002)  # steps and a few one-step dips
+    np.testing.assert_array_equal(abrupt_falls(x), lr_falls(closing_naive(x, w + 1), w))
 
 
 def _curve(shape, seed):

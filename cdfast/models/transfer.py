@@ -32,7 +32,7 @@ from scipy.ndimage import grey_closing, maximum_filter1d
 
 FloatArray = NDArray[np.float64]
 
-__all__ = ["Extrapolation", "lr_falls", "extrapolation", "drop_weight", "abrupt_decays_only", "decayed_at"]
+__all__ = ["Extrapolation", "lr_falls", "abrupt_falls", "extrapolation", "drop_weight", "abrupt_decays_only", "decayed_at"]
 
 #: the window of an abrupt fall, as a fraction of the schedule's horizon T (40 of 20k steps).  A
 #: step decay falls within one step.  Falls over 1% of T are not abrupt to a network: the real
@@ -72,6 +72,19 @@ def lr_falls(lr: FloatArray, window: int | None = None) -> FloatArray:
     return fall
 
 
+def abrupt_falls(lr: FloatArray) -> FloatArray:
+    """:func:`lr_falls` of ``lr`` with every dip narrower than the window filled first: the falls
+    that count.  A skipped step (one zero LR) leaves the iterate where it was, and the bound
+    predicts it exactly; a greyscale closing fills such dips and keeps steps down.  The end is
+    padded with the last LR, so that a fall in the last steps stays a fall, not a dip."""
+    x = np.asarray(lr, dtype=np.float64)
+    if x.size < 2:
+        return np.zeros(x.shape)
+    w = max(1, int(round(ABRUPT_WINDOW * x.shape[0])))
+    closed = grey_closing(np.r_[x, np.full(w + 1, x[-1])], size=w + 1, mode="nearest")[:x.shape[0]]
+    return lr_falls(closed, w)
+
+
 @dataclass(frozen=True)
 class Extrapolation:
     """How a schedule's prediction reaches beyond the fitted runs (:func:`extrapolation`).
@@ -91,7 +104,7 @@ class Extrapolation:
     n_peaks : int
         How many different peak LRs the fitted runs have.
     fall, fall_step : float, int
-        The schedule's largest abrupt fall (:func:`lr_falls`, a fraction of its peak) and
+        The schedule's largest abrupt fall (:func:`abrupt_falls`, a fraction of its peak) and
         the 1-based step it reaches (0 when none).
     seen_fall : float
         The fitted runs' largest abrupt fall over their fitted steps.
@@ -173,17 +186,16 @@ class Extrapolation:
             h = np.zeros(steps.shape)
         else:
             h = np.log(np.maximum(steps / float(self.fitted_T), 1.0))
-        reached = np.maximum.accumulate(lr_falls(lr))[steps - 1] if lr.size else np.zeros(steps.shape)
+        reached = np.maximum.accumulate(abrupt_falls(lr))[steps - 1] if lr.size else np.zeros(steps.shape)
         return h, self.peak_distance, reached
 
 
 def drop_weight(lr: FloatArray, steps: NDArray[np.int64]) -> FloatArray:
     """The weight, at each of ``steps``, of a loss-drop law in the default model's prediction:
-    0 until the LR has fallen abruptly by ``ABRUPT_NOTE`` of its peak (:func:`lr_falls`), then
+    0 until the LR has fallen abruptly by ``ABRUPT_NOTE`` of its peak (:func:`abrupt_falls`), then
     rising linearly with the largest fall reached, to 1 for a fall to zero (6/7 after a 10x
     step decay).  It counts falls whether or not a fitted run shows one: the bound's memory
-    cannot follow them either way (:meth:`Extrapolation.per_step`).  A dip of the LR
-    narrower than the window (a skipped step) is no fall.
+    cannot follow them either way (:meth:`Extrapolation.per_step`).
 
     Why a law takes over there: after a fall the convex bound forgets the larger LR's noise
     as ``1 / (P_tau - P_j)``, slower than a network or a quadratic does, and cooldown-only
@@ -193,15 +205,9 @@ def drop_weight(lr: FloatArray, steps: NDArray[np.int64]) -> FloatArray:
     (protocol S of bench/validate_predictions.py) the weighted mean predicts the final loss
     and the transient better than either model alone (docs/models.md).
     """
-    x = np.asarray(lr, dtype=np.float64)
-    if x.size < 2:
+    if np.asarray(lr).size < 2:
         return np.zeros(steps.shape)
-    # a dip narrower than the window is not a fall: a skipped step (one zero LR) leaves the iterate
-    # where it was, and the bound predicts it exactly; closing fills such dips and keeps steps down.
-    # The end is padded with the last LR (a fall in the last steps stays a fall, not a dip)
-    w = max(1, int(round(ABRUPT_WINDOW * x.shape[0])))
-    closed = grey_closing(np.r_[x, np.full(w + 1, x[-1])], size=w + 1, mode="nearest")[:x.shape[0]]
-    reached = np.maximum.accumulate(lr_falls(closed, w))[steps - 1]
+    reached = np.maximum.accumulate(abrupt_falls(lr))[steps - 1]
     return np.clip((reached - ABRUPT_NOTE) / (1.0 - ABRUPT_NOTE), 0.0, 1.0)
 
 
@@ -255,8 +261,8 @@ def extrapolation(lr: FloatArray, fit_lrs: tuple, fitted_T: tuple) -> Extrapolat
     peaks = np.array(sorted({float(v.max()) for v, _ in known if float(v.max()) > 0}))
     eta = float(x.max()) if x.size else 0.0
     nearest = float(peaks[np.argmin(np.abs(np.log(eta / peaks)))]) if peaks.size and eta > 0 else math.nan
-    seen = max((float(lr_falls(v)[:t].max()) for v, t in known if t > 0), default=0.0)
-    falls = lr_falls(x)
+    seen = max((float(abrupt_falls(v)[:t].max()) for v, t in known if t > 0), default=0.0)
+    falls = abrupt_falls(x)
     i = int(np.argmax(falls)) if falls.size else 0
     fall = float(falls[i]) if falls.size else 0.0
     # peaks within 1% of each other are one peak (a cosine's largest discrete value is not quite its peak)
