@@ -68,7 +68,7 @@ def test_the_default_weighs_in_the_peer_after_a_step_decay_only(smooth_fit):
     lr = PEAK * STEP_DECAY
     pred = smooth_fit.predict(lr, at=STEPS)
     own = smooth_fit._predict_own(lr, STEPS, None)
-    peer, why = _curvefit._drop_peer(smooth_fit)
+    peer, why = _curvefit._drop_peer(smooth_fit, PEAK)
     assert peer.model.name == "mpl" and "weighted towards 'mpl'" in why
     w = drop_weight(lr, STEPS)
     np.testing.assert_array_equal(pred[w == 0], own[w == 0])
@@ -121,7 +121,7 @@ def test_no_peer_without_a_decay_among_the_fitted_runs():
     lr = PEAK * STEP_DECAY
     np.testing.assert_array_equal(fit.predict(lr, at=STEPS), fit._predict_own(lr, STEPS, None))
     note = fit.extrapolation(lr).notes()[0]
-    assert "no fitted run decays its LR" in note and "too high" in note
+    assert "decays its LR below" in note and "too high" in note
 
 
 def test_only_the_default_has_a_drop_peer(smooth_fit):
@@ -135,8 +135,11 @@ def test_plan_says_how_it_predicts_after_a_step(smooth_fit):
     fams = [("wsd", {"decay_frac": 0.2}), ("wsd", {"decay_frac": 0.001})]  # a cooldown, and a step down
     plan = cdfast.plan_schedule(smooth_fit, T, warmup=W, n_boot=0, families=fams, smooth=False)
     lines = [line for line in plan.summary().splitlines() if line.startswith("abrupt fall:")]
-    assert len(lines) == 1 and "wsd:decay_frac=0.001" in lines[0] and "weighted towards 'mpl'" in lines[0]
     step = plan["wsd:decay_frac=0.001"]
+    assert len(lines) == 1 and "wsd:decay_frac=0.001" in lines[0]
+    # the law predicts only at a fitted peak LR (within 10%); the plan moves the peak within its trust region
+    at_fitted_peak = abs(np.log(step.peak_lr / PEAK)) <= np.log(1.1)
+    assert ("weighted towards 'mpl'" if at_fitted_peak else "does not transfer across peak LRs") in lines[0]
     assert step.loss == pytest.approx(float(smooth_fit.predict(step.lr, at=[T])[-1]), rel=1e-12)
 
 
@@ -173,3 +176,21 @@ def test_no_peer_when_the_data_follow_eq_2_4():
     lr = PEAK * STEP_DECAY
     np.testing.assert_array_equal(fit.predict(lr, at=STEPS), fit._predict_own(lr, STEPS, None))
     assert "follow eq. (2.4)" in fit.extrapolation(lr).notes()[0]
+
+
+def test_the_peer_only_predicts_at_a_fitted_peak():
+    # the law does not transfer across peak LRs: it is fitted on the runs at the schedule's peak only
+    shapes = [schedules.constant(T, warmup=W), schedules.cosine(T, warmup=W)]
+    lrs = [k * PEAK * s for k in (1.0, 2.0) for s in shapes]
+    ys = [nqm(k * s, i) for i, (k, s) in enumerate((k, s) for k in (1.0, 2.0) for s in shapes)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cdfast.FitWarning)
+        fit = cdfast.fit_loss_curves(lrs, [STEPS] * 4, ys)
+    held = 1.5 * PEAK * STEP_DECAY
+    np.testing.assert_array_equal(fit.predict(held, at=STEPS), fit._predict_own(held, STEPS, None))
+    assert "no fitted run has this peak LR" in fit.extrapolation(held).notes()[-1]
+    at_two = 2.0 * PEAK * STEP_DECAY
+    peer, why = _curvefit._drop_peer(fit, 2.0 * PEAK)
+    assert np.allclose([v.max() for v in peer.data.lrs], 2.0 * PEAK, rtol=1e-3) and len(peer.data.lrs) == 2
+    assert "at this peak" in why
+    assert not np.array_equal(fit.predict(at_two, at=STEPS), fit._predict_own(at_two, STEPS, None))
