@@ -223,8 +223,10 @@ class CurveFit:
 
         After an abrupt LR fall (:func:`cdfast.models.transfer.drop_weight`: more than 30% of
         the peak within 0.2% of the run, e.g. a step decay) the default model weighs in the
-        multi-power law, fitted on the same points the first time such a schedule is
-        predicted (a second or more); :meth:`extrapolation` says so.
+        multi-power law, fitted on the fitted runs at the schedule's peak LR the first time
+        such a schedule is predicted (a second or more); at a peak LR no fitted run has, or
+        when the law cannot be fitted, the model's own prediction stands.
+        :meth:`extrapolation` says which (docs/models.md, After an abrupt fall).
         """
         x = V.as_vector(lr, "lr")
         steps = np.arange(1, x.shape[0] + 1, dtype=np.int64) if at is None else V.as_steps(at, "at", x.shape[0])
