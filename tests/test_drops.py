@@ -12,7 +12,7 @@ import pytest
 import cdfast
 from cdfast import schedules
 from cdfast.models import Averaged, PowerBound, _curvefit
-from cdfast.models.transfer import ABRUPT_NOTE, drop_weight, lr_falls
+from cdfast.models.transfer import ABRUPT_NOTE, DROP_PEAK_RANGE, drop_weight, lr_falls, peak_taper
 
 T, W, PEAK = 8000, 80, 1e-3
 STEPS = np.arange(50, T + 1, 50)
@@ -68,7 +68,8 @@ def test_the_default_weighs_in_the_peer_after_a_step_decay_only(smooth_fit):
     lr = PEAK * STEP_DECAY
     pred = smooth_fit.predict(lr, at=STEPS)
     own = smooth_fit._predict_own(lr, STEPS, None)
-    peer, why = _curvefit._drop_peer(smooth_fit, PEAK)
+    peer, why, taper = _curvefit._drop_peer(smooth_fit, PEAK)
+    assert taper == 1.0
     assert peer.model.name == "mpl" and "weighted towards 'mpl'" in why
     w = drop_weight(lr, STEPS)
     np.testing.assert_array_equal(pred[w == 0], own[w == 0])
@@ -121,7 +122,7 @@ def test_no_peer_without_a_decay_among_the_fitted_runs():
     lr = PEAK * STEP_DECAY
     np.testing.assert_array_equal(fit.predict(lr, at=STEPS), fit._predict_own(lr, STEPS, None))
     note = fit.extrapolation(lr).notes()[0]
-    assert "decays its LR below" in note and "too high" in note
+    assert "decays it below 50%" in note and "too high" in note
 
 
 def test_only_the_default_has_a_drop_peer(smooth_fit):
@@ -137,9 +138,11 @@ def test_plan_says_how_it_predicts_after_a_step(smooth_fit):
     lines = [line for line in plan.summary().splitlines() if line.startswith("abrupt fall:")]
     step = plan["wsd:decay_frac=0.001"]
     assert len(lines) == 1 and "wsd:decay_frac=0.001" in lines[0]
-    # the law predicts only at a fitted peak LR (within 10%); the plan moves the peak within its trust region
-    at_fitted_peak = abs(np.log(step.peak_lr / PEAK)) <= np.log(1.1)
-    assert ("weighted towards 'mpl'" if at_fitted_peak else "does not transfer across peak LRs") in lines[0]
+    # the law's weight tapers off with the peak's distance from the fitted one; the plan moves the peak within its
+    # trust region (0.8x-1.25x): the line says how much of it is used, or that none is
+    taper = peak_taper(step.peak_lr, PEAK)
+    assert ("weighted towards 'mpl'" in lines[0]) == (taper > 0)
+    assert ("of its weight" in lines[0]) == (0 < taper < 1)
     assert step.loss == pytest.approx(float(smooth_fit.predict(step.lr, at=[T])[-1]), rel=1e-12)
 
 
@@ -178,19 +181,31 @@ def test_no_peer_when_the_data_follow_eq_2_4():
     assert "follow eq. (2.4)" in fit.extrapolation(lr).notes()[0]
 
 
-def test_the_peer_only_predicts_at_a_fitted_peak():
-    # the law does not transfer across peak LRs: it is fitted on the runs at the schedule's peak only
+def test_the_peer_only_predicts_near_a_fitted_peak():
+    # the law does not transfer across peak LRs: it is fitted on the runs at the nearest fitted peak, and
+    # its weight tapers off linearly in the log of the distance, to 0 at DROP_PEAK_RANGE
     shapes = [schedules.constant(T, warmup=W), schedules.cosine(T, warmup=W)]
     lrs = [k * PEAK * s for k in (1.0, 2.0) for s in shapes]
     ys = [nqm(k * s, i) for i, (k, s) in enumerate((k, s) for k in (1.0, 2.0) for s in shapes)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", cdfast.FitWarning)
         fit = cdfast.fit_loss_curves(lrs, [STEPS] * 4, ys)
-    held = 1.5 * PEAK * STEP_DECAY
+    held = 1.5 * PEAK * STEP_DECAY  # 1.5x and 1.33x from the fitted peaks
     np.testing.assert_array_equal(fit.predict(held, at=STEPS), fit._predict_own(held, STEPS, None))
-    assert "no fitted run has this peak LR" in fit.extrapolation(held).notes()[-1]
-    at_two = 2.0 * PEAK * STEP_DECAY
-    peer, why = _curvefit._drop_peer(fit, 2.0 * PEAK)
+    assert "does not transfer across peak LRs" in fit.extrapolation(held).notes()[-1]
+    peer, why, taper = _curvefit._drop_peer(fit, 2.0 * PEAK)
     assert np.allclose([v.max() for v in peer.data.lrs], 2.0 * PEAK, rtol=1e-3) and len(peer.data.lrs) == 2
-    assert "at this peak" in why
-    assert not np.array_equal(fit.predict(at_two, at=STEPS), fit._predict_own(at_two, STEPS, None))
+    assert taper == 1.0 and "at the nearest fitted peak" in why
+    # between: the weight of the hand-over scales with the taper, and the prediction moves continuously
+    fitted_peak = max(v.max() for v in peer.data.lrs)
+    for k in (1.0, 1.1, 1.2, 1.25):
+        lr = k * fitted_peak * STEP_DECAY
+        own = fit._predict_own(lr, STEPS, None)
+        peer_k, why_k, taper_k = _curvefit._drop_peer(fit, float(lr.max()))
+        assert taper_k == pytest.approx(max(0.0, 1 - np.log(k) / np.log(DROP_PEAK_RANGE)), abs=1e-12)
+        if taper_k == 0.0:
+            np.testing.assert_array_equal(fit.predict(lr, at=STEPS), own)
+            continue
+        w = drop_weight(lr, STEPS) * taper_k
+        np.testing.assert_allclose(fit.predict(lr, at=STEPS), own + w * (peer_k.predict(lr, at=STEPS) - own), rtol=1e-14)
+        assert (taper_k == 1.0) == ("of its weight" not in why_k)

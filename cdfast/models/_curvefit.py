@@ -50,7 +50,8 @@ from .convex import moved_steps
 from .fitting import PRIOR_NOISE, CoefPrior, fit_separable
 from .gain import gain_priors
 from .mpl import MultiPowerLaw
-from .transfer import DECAY_LEVEL, PEAK_NOTE, Extrapolation, abrupt_decays_only, decayed_at, drop_weight, extrapolation
+from .transfer import (DECAY_LEVEL, DROP_PEAK_RANGE, Extrapolation, abrupt_decays_only, decayed_at, drop_weight,
+                       extrapolation, peak_taper)
 
 FloatArray = NDArray[np.float64]
 
@@ -223,9 +224,10 @@ class CurveFit:
 
         After an abrupt LR fall (:func:`cdfast.models.transfer.drop_weight`: more than 30% of
         the peak within 0.2% of the run, e.g. a step decay) the default model weighs in the
-        multi-power law, fitted on the fitted runs at the schedule's peak LR the first time
-        such a schedule is predicted (a second or more); at a peak LR no fitted run has, or
-        when the law cannot be fitted, the model's own prediction stands.
+        multi-power law, fitted on the fitted runs at the nearest fitted peak LR the first
+        time such a schedule is predicted (a second or more), with a weight that tapers off
+        with the peak's distance (none from 1.25x); where it has none, or when the law cannot
+        be fitted, the model's own prediction stands.
         :meth:`extrapolation` says which (docs/models.md, After an abrupt fall).
         """
         x = V.as_vector(lr, "lr")
@@ -251,9 +253,10 @@ class CurveFit:
         w = drop_weight(x, steps)
         if not w.any():
             return 0.0
-        peer, _ = _drop_peer(self, float(x.max()))
+        peer, _, taper = _drop_peer(self, float(x.max()))
         if peer is None:
             return 0.0
+        w = w * taper
         # the peer is evaluated only where it has weight: its loss-drop sum costs O(T M) per step
         used = w > 0
         out = np.zeros(own.shape)
@@ -334,8 +337,7 @@ class CurveFit:
         e = extrapolation(x, self.data.lrs, self.data.fitted_T)
         if getattr(self.model, "drop_peer", None) is None or not drop_weight(x, np.array([x.shape[0]])).any():
             return e
-        peer, why = _drop_peer(self, float(x.max()))
-        return replace(e, after_fall=why)
+        return replace(e, after_fall=_drop_peer(self, float(x.max()))[1])
 
     def value_and_grad(self, lr: ArrayLike, grad_sq: ArrayLike | None = None) -> tuple[float, FloatArray]:
         """The predicted loss at the last step ``T = len(lr)`` and its gradient with respect
@@ -836,36 +838,47 @@ def _fit_averaged(m: Averaged, lrs, steps, losses, fit_steps, grad_sq, burn_in, 
     )
 
 
-def _drop_peer(fit: CurveFit, peak: float) -> tuple[CurveFit | None, str]:
-    """The model's drop peer fitted on the fitted runs at the peak LR ``peak`` (once per set of
-    runs; kept with the fit data), and what it does after an abrupt fall in words
-    (``Extrapolation.after_fall``), or why it is not used."""
+def _drop_peer(fit: CurveFit, peak: float) -> tuple[CurveFit | None, str, float]:
+    """The model's drop peer fitted on the fitted runs at the fitted peak LR nearest ``peak``
+    (once per set of runs; kept with the fit data), what it does after an abrupt fall in
+    words (``Extrapolation.after_fall``) or why it is not used, and its weight for the peak
+    (:func:`cdfast.models.transfer.peak_taper`)."""
     peer = fit.model.drop_peer
     if getattr(fit.model, "nested_only", False):
         # the data follow the paper's form, and with it the bound's memory: nothing to hand over
         return None, ("the model's own: the fitted runs follow eq. (2.4) (the paper's form predicts), whose memory "
-                      "this is")
+                      "this is"), 0.0
     idx = [i for i in np.unique(fit.run) if fit.fitted[fit.run == i].any()]
     lrs = fit.data.lrs
     if len(lrs) != len(idx) or any(v is None for v in lrs):
-        return None, f"the model's own (the fit has no learning rates for {peer.name} to read)"
+        return None, f"the model's own (the fit has no learning rates for {peer.name} to read)", 0.0
     # the law's coefficients are not shared across peak LRs the way the bound's are (protocol D: its
-    # held-out peaks miss by 2.3% median, and its loss drop there by as much): only runs at this peak
-    same = [k for k, v in enumerate(lrs) if abs(math.log(float(v.max()) / peak)) <= math.log(PEAK_NOTE)]
-    if not same:
-        return None, (f"the model's own: no fitted run has this peak LR ({peak:.4g}), and {peer.name} does not "
-                      "transfer across peak LRs; likely predicted too high for a while")
-    key = ("drop_peer", tuple(same))
+    # held-out peaks miss by 2.3% median, and its loss drop there by as much): only the runs at the
+    # nearest fitted peak (peaks within 1% are one), with a weight that tapers off away from it
+    peaks = np.array([float(v.max()) for v in lrs])
+    nearest = float(peaks[np.argmin(np.abs(np.log(peaks / peak)))])
+    taper = peak_taper(peak, nearest)
+    if taper == 0.0:
+        return None, (f"the model's own: the peak LR {peak:.4g} is {DROP_PEAK_RANGE:g}x or more from every fitted "
+                      f"run's, and {peer.name} does not transfer across peak LRs; likely predicted too high for a "
+                      "while"), 0.0
+    same = tuple(k for k, v in enumerate(peaks) if abs(math.log(v / nearest)) <= 0.01)
+    key = ("drop_peer", same)
     if key not in fit.data.cache:
         fit.data.cache[key] = _fit_drop_peer(fit, peer, [idx[k] for k in same], [lrs[k] for k in same])
-    return fit.data.cache[key]
+    out, why = fit.data.cache[key]
+    if out is not None and taper < 1.0:
+        why += (f"; with {100 * taper:.2g}% of its weight, as the peak LR is {max(peak, nearest) / min(peak, nearest):.4g}x "
+                f"from the fitted {nearest:.4g} (none from {DROP_PEAK_RANGE:g}x: the law does not transfer across "
+                "peak LRs)")
+    return out, why, taper
 
 
 def _fit_drop_peer(fit: CurveFit, peer: LossModel, idx: list, lrs: list) -> tuple[CurveFit | None, str]:
     steps = [fit.steps[fit.run == i] for i in idx]
     # a loss-drop law fitted on runs that never decay has no data for its drop term
     if all(decayed_at(v, s[fit.fitted[fit.run == i]]) is None for v, s, i in zip(lrs, steps, idx)):
-        return None, (f"the model's own: no fitted run at this peak decays its LR below {DECAY_LEVEL:.0%} of it, "
+        return None, (f"the model's own: no fitted run at the nearest fitted peak LR decays it below {DECAY_LEVEL:.0%}, "
                       f"which {peer.name} would need to learn its loss drop; likely predicted too high for a while")
     try:
         with warnings.catch_warnings():
@@ -877,8 +890,8 @@ def _fit_drop_peer(fit: CurveFit, peer: LossModel, idx: list, lrs: list) -> tupl
     if out.poor_fit is not None:
         return None, (f"the model's own ({peer.name} misses the fitted losses by more than {100 * UNFIT_RMS:g}% RMS); "
                       "likely predicted too high for a while")
-    return out, (f"weighted towards {peer.name!r} ({peer.summary.split(':')[0]}), fitted on the runs at this peak "
-                 "LR, whose loss drop saturates in the size of the fall (the convex bound forgets the larger LR's "
+    return out, (f"weighted towards {peer.name!r} ({peer.summary.split(':')[0]}), fitted on the runs at the nearest "
+                 "fitted peak LR, whose loss drop saturates in the size of the fall (the convex bound forgets the larger LR's "
                  "noise too slowly)")
 
 

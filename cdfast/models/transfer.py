@@ -32,7 +32,7 @@ from scipy.ndimage import grey_closing, maximum_filter1d
 
 FloatArray = NDArray[np.float64]
 
-__all__ = ["Extrapolation", "lr_falls", "abrupt_falls", "extrapolation", "drop_weight", "abrupt_decays_only", "decayed_at"]
+__all__ = ["Extrapolation", "lr_falls", "abrupt_falls", "extrapolation", "drop_weight", "abrupt_decays_only", "decayed_at", "peak_taper"]
 
 #: the window of an abrupt fall, as a fraction of the schedule's horizon T (40 of 20k steps).  A
 #: step decay falls within one step.  Falls over 1% of T are not abrupt to a network: the real
@@ -250,6 +250,21 @@ def abrupt_decays_only(lrs: list, steps: list, masks: list, runs: list | None = 
     return (f"the fitted runs decay their LR only abruptly ({where}): a convex-bound model cannot follow such a fall "
             "and bends its parameters to it, so its predictions of gradual decays (cosine, WSD cooldowns) may err by "
             "1% or more (docs/models.md); fit a run with a gradual decay too, or compare with model='mpl'")
+
+
+#: the hand-over to a loss-drop law after an abrupt fall tapers off with the distance of the
+#: schedule's peak LR from the fitted peak, to nothing at this factor (the trust region of a plan
+#: from one run): the law does not transfer across peak LRs (protocol D)
+DROP_PEAK_RANGE = 1.25
+
+
+def peak_taper(peak: float, fitted_peak: float) -> float:
+    """``max(0, 1 - |log(peak / fitted_peak)| / log(DROP_PEAK_RANGE))``: 1 at the fitted peak, 0 from
+    ``DROP_PEAK_RANGE`` times away, linear in the log between, so that a prediction moves
+    continuously with the peak LR."""
+    if not (peak > 0 and fitted_peak > 0):
+        return 0.0
+    return max(0.0, 1.0 - abs(math.log(peak / fitted_peak)) / math.log(DROP_PEAK_RANGE))
 
 
 def extrapolation(lr: FloatArray, fit_lrs: tuple, fitted_T: tuple) -> Extrapolation:
