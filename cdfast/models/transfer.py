@@ -14,9 +14,10 @@ words by :meth:`Extrapolation.notes` (``cdfast predict`` prints them):
   too high for a few hundred steps after a 10x drop, and runs without such falls cannot
   show how fast a network forgets.  The default model therefore hands the steps after
   such a fall to a law whose loss drop saturates in the size of the fall
-  (:func:`drop_weight`; ``CurveFit.predict``).  A fall the fitted runs contain is not
-  named as an extrapolation, but it still widens the interval: no model here follows it
-  exactly.
+  (:func:`drop_weight`, :func:`peak_taper`; ``CurveFit.predict``).  A fall the fitted runs
+  contain is not named as an extrapolation, but it still widens the interval: no model
+  here follows it exactly.  A fit whose only decays are abrupt falls warns
+  (:func:`abrupt_decays_only`).
 
 Nothing here fits anything: it compares schedules.
 """
@@ -32,7 +33,8 @@ from scipy.ndimage import grey_closing, maximum_filter1d
 
 FloatArray = NDArray[np.float64]
 
-__all__ = ["Extrapolation", "lr_falls", "abrupt_falls", "extrapolation", "drop_weight", "abrupt_decays_only", "decayed_at", "peak_taper"]
+__all__ = ["Extrapolation", "lr_falls", "abrupt_falls", "extrapolation", "drop_weight", "peak_taper",
+           "abrupt_decays_only", "decayed_at"]
 
 #: the window of an abrupt fall, as a fraction of the schedule's horizon T (40 of 20k steps).  A
 #: step decay falls within one step.  Falls over 1% of T are not abrupt to a network: the real
