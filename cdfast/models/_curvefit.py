@@ -290,8 +290,9 @@ class CurveFit:
           vary the continuation of a run they fit) and ``rho = |log(eta_max / peak)|`` for
           the nearest peak LR among the fitted runs, and ``e`` the largest abrupt fall of
           the LR by that step, as a fraction of its peak (:mod:`cdfast.models.transfer`;
-          0.9 after a 10x step decay, 0.05 in a linear cooldown over 20% of the run).  A prediction for another run at a longer horizon or another peak
-          LR, or through a fall no fitted run shows, errs more than one inside the fitted
+          0.9 after a 10x step decay, 0.01 in a linear cooldown over 20% of the run).  A
+          prediction for another run at a longer horizon or another peak LR, or through a
+          fall no fitted run shows, errs more than one inside the fitted
           runs, and several fitted runs pin the parameters so well that their refits do
           not show it.  :meth:`extrapolation` says which of these apply.
 
@@ -709,16 +710,23 @@ def fit_loss_curves(
     return replace(fit, warnings=fit.warnings + _warn(msgs), divergence=div)
 
 
+def _fitted_runs(fit: CurveFit) -> list[tuple[int, FloatArray, NDArray[np.int64], FloatArray, NDArray[np.bool_]]]:
+    """``(run index, lr, steps, loss, fitted mask)`` of every run with fitted points, or [] when
+    the fit does not know their learning rates (runs given as the bound's terms)."""
+    idx = [int(i) for i in np.unique(fit.run) if fit.fitted[fit.run == i].any()]
+    lrs = () if fit.data is None else fit.data.lrs
+    if len(lrs) != len(idx) or any(v is None for v in lrs):
+        return []
+    return [(i, v, fit.steps[fit.run == i], fit.loss[fit.run == i], fit.fitted[fit.run == i]) for i, v in zip(idx, lrs)]
+
+
 def _abrupt_only(fit: CurveFit) -> list[str]:
     """The warning of :func:`cdfast.models.transfer.abrupt_decays_only` for a convex-bound fit."""
-    if isinstance(fit.model, (MultiPowerLaw, AnnealingLaw)) or fit.data is None or not fit.data.lrs:
+    runs = [] if isinstance(fit.model, (MultiPowerLaw, AnnealingLaw)) else _fitted_runs(fit)
+    if not runs:
         return []
-    idx = [i for i in np.unique(fit.run) if fit.fitted[fit.run == i].any()]
-    if len(idx) != len(fit.data.lrs):
-        return []
-    runs = [int(i) for i in idx] if len(np.unique(fit.run)) > 1 else None
-    msg = abrupt_decays_only(list(fit.data.lrs), [fit.steps[fit.run == i] for i in idx],
-                             [fit.fitted[fit.run == i] for i in idx], runs)
+    msg = abrupt_decays_only([r[1] for r in runs], [r[2] for r in runs], [r[4] for r in runs],
+                             [r[0] for r in runs] if len(np.unique(fit.run)) > 1 else None)
     return [] if msg is None else [msg]
 
 
@@ -848,14 +856,13 @@ def _drop_peer(fit: CurveFit, peak: float) -> tuple[CurveFit | None, str, float]
         # the data follow the paper's form, and with it the bound's memory: nothing to hand over
         return None, ("the model's own: the fitted runs follow eq. (2.4) (the paper's form predicts), whose memory "
                       "this is"), 0.0
-    idx = [i for i in np.unique(fit.run) if fit.fitted[fit.run == i].any()]
-    lrs = fit.data.lrs
-    if len(lrs) != len(idx) or any(v is None for v in lrs):
+    runs = _fitted_runs(fit)
+    if not runs:
         return None, f"the model's own (the fit has no learning rates for {peer.name} to read)", 0.0
     # the law's coefficients are not shared across peak LRs the way the bound's are (protocol D: its
     # held-out peaks miss by 2.3% median, and its loss drop there by as much): only the runs at the
     # nearest fitted peak (peaks within 1% are one), with a weight that tapers off away from it
-    peaks = np.array([float(v.max()) for v in lrs])
+    peaks = np.array([float(r[1].max()) for r in runs])
     nearest = float(peaks[np.argmin(np.abs(np.log(peaks / peak)))])
     taper = peak_taper(peak, nearest)
     if taper == 0.0:
@@ -865,34 +872,34 @@ def _drop_peer(fit: CurveFit, peak: float) -> tuple[CurveFit | None, str, float]
     same = tuple(k for k, v in enumerate(peaks) if abs(math.log(v / nearest)) <= 0.01)
     key = ("drop_peer", same)
     if key not in fit.data.cache:
-        fit.data.cache[key] = _fit_drop_peer(fit, peer, [idx[k] for k in same], [lrs[k] for k in same])
+        fit.data.cache[key] = _fit_drop_peer(peer, [runs[k] for k in same])
     out, why = fit.data.cache[key]
     if out is not None and taper < 1.0:
-        why += (f"; with {100 * taper:.2g}% of its weight, as the peak LR is {max(peak, nearest) / min(peak, nearest):.4g}x "
-                f"from the fitted {nearest:.4g} (none from {DROP_PEAK_RANGE:g}x: the law does not transfer across "
-                "peak LRs)")
+        ratio = max(peak, nearest) / min(peak, nearest)
+        why += (f"; with {100 * taper:.2g}% of its weight, as the peak LR is {ratio:.4g}x from the fitted "
+                f"{nearest:.4g} (none from {DROP_PEAK_RANGE:g}x: the law does not transfer across peak LRs)")
     return out, why, taper
 
 
-def _fit_drop_peer(fit: CurveFit, peer: LossModel, idx: list, lrs: list) -> tuple[CurveFit | None, str]:
-    steps = [fit.steps[fit.run == i] for i in idx]
+def _fit_drop_peer(peer: LossModel, runs: list) -> tuple[CurveFit | None, str]:
     # a loss-drop law fitted on runs that never decay has no data for its drop term
-    if all(decayed_at(v, s[fit.fitted[fit.run == i]]) is None for v, s, i in zip(lrs, steps, idx)):
-        return None, (f"the model's own: no fitted run at the nearest fitted peak LR decays it below {DECAY_LEVEL:.0%}, "
-                      f"which {peer.name} would need to learn its loss drop; likely predicted too high for a while")
+    if all(decayed_at(v, s[m]) is None for _, v, s, _, m in runs):
+        return None, (f"the model's own: no fitted run at the nearest fitted peak LR decays it below "
+                      f"{DECAY_LEVEL:.0%}, which {peer.name} would need to learn its loss drop; likely predicted too "
+                      "high for a while")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FitWarning)
-            out = _fit_loss_curves(lrs, steps, [fit.loss[fit.run == i] for i in idx], peer,
-                                   [fit.fitted[fit.run == i] for i in idx], None, 0, True, False, None, 1.0)
+            out = _fit_loss_curves([r[1] for r in runs], [r[2] for r in runs], [r[3] for r in runs], peer,
+                                   [r[4] for r in runs], None, 0, True, False, None, 1.0)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
         return None, f"the model's own ({peer.name} could not be fitted: {err}); likely predicted too high for a while"
     if out.poor_fit is not None:
         return None, (f"the model's own ({peer.name} misses the fitted losses by more than {100 * UNFIT_RMS:g}% RMS); "
                       "likely predicted too high for a while")
     return out, (f"weighted towards {peer.name!r} ({peer.summary.split(':')[0]}), fitted on the runs at the nearest "
-                 "fitted peak LR, whose loss drop saturates in the size of the fall (the convex bound forgets the larger LR's "
-                 "noise too slowly)")
+                 "fitted peak LR, whose loss drop saturates in the size of the fall (the convex bound forgets the "
+                 "larger LR's noise too slowly)")
 
 
 def _free_params(model: LossModel) -> int:
