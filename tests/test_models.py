@@ -16,7 +16,7 @@ import pytest
 import cdfast
 from cdfast import schedules
 from cdfast.models import MODELS, Averaged, PowerBound, get_model, names
-from cdfast.models.fitting import fit_separable
+from cdfast.models.fitting import bounded_lstsq, fit_separable
 
 from naive import last_iterate_naive
 
@@ -108,6 +108,20 @@ def test_variable_projection_solves_the_linear_part_exactly():
     A = model.basis(np.empty(0), prep) / y[:, None]
     c, *_ = np.linalg.lstsq(A, np.ones_like(y), rcond=None)
     np.testing.assert_allclose(res.coefs, c, rtol=1e-8)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bounded_lstsq_is_lsq_linear_bit_for_bit(seed):
+    """The fits' bounded solve returns scipy's BVLS solution exactly, whether the unconstrained
+    optimum is feasible (its shortcut) or a bound is active (BVLS itself)."""
+    from scipy.optimize import lsq_linear
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((40, 3)) * np.array([1.0, 1e-2, 1e2])
+    b = A @ np.array([1.0, 200.0 - 400.0 * (seed % 2), 0.5]) + 0.01 * rng.standard_normal(40)
+    lo, hi = np.array([-np.inf, 0.0, 0.0]), np.full(3, np.inf)
+    x = bounded_lstsq(A, b, lo, hi)
+    assert np.array_equal(x, lsq_linear(A, b, bounds=(lo, hi), method="bvls").x)
+    assert (x[1] == 0.0) == (seed % 2 == 1)  # the odd seeds' second coefficient wants to be negative
 
 
 def test_averaged_model_is_the_mean_of_its_members():

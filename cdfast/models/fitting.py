@@ -44,7 +44,7 @@ from scipy.optimize import least_squares, lsq_linear
 
 from .base import FloatArray, LossModel
 
-__all__ = ["SeparableFit", "CoefPrior", "fit_separable", "PRIOR_NOISE"]
+__all__ = ["SeparableFit", "CoefPrior", "fit_separable", "bounded_lstsq", "PRIOR_NOISE"]
 
 #: Misfit scale that one prior width costs (a relative loss error of 0.1%, about the
 #: evaluation noise of a logged validation loss).
@@ -69,6 +69,21 @@ POLISH_TOL = 1e-3
 POLISH_NFEV = 6
 #: Residual used for a shape at which some fitted step has a non-finite basis value.
 _BAD = 1e3
+
+
+def bounded_lstsq(A: FloatArray, b: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
+    """``argmin |A x - b|`` with ``lo <= x <= hi``: :func:`scipy.optimize.lsq_linear` (BVLS), bit for bit.
+
+    lsq_linear's own first step is the unconstrained ``lstsq(A, b, rcond=-1)``, returned as
+    it is when it lies within the bounds (the problem is convex, so it is then the bounded
+    optimum too).  Taken here first, that step skips lsq_linear's argument handling, which
+    costs three times the solve on the few-column problems of a fit (about 70 of 95
+    microseconds, over a hundred solves per fit); the bounded solve runs only when needed.
+    """
+    x = np.linalg.lstsq(A, b, rcond=-1)[0]
+    if np.all((x >= lo) & (x <= hi)):
+        return x
+    return lsq_linear(A, b, bounds=(lo, hi), method="bvls").x
 
 
 @dataclass(frozen=True)
@@ -177,8 +192,7 @@ class _Problem:
         A, t = got
         scale = np.max(np.abs(A), axis=0)
         scale[scale == 0.0] = 1.0
-        res = lsq_linear(A / scale, t, bounds=(self.lo * scale, self.hi * scale), method="bvls")
-        c = res.x / scale
+        c = bounded_lstsq(A / scale, t, self.lo * scale, self.hi * scale) / scale
         return A @ c - t, c
 
     def correct(self, z: FloatArray) -> None:
