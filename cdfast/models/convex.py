@@ -154,16 +154,27 @@ class ConvexPrep:
     log_b: FloatArray
     #: exact (a', b') per p evaluated so far
     exact: dict[float, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
-    #: derived once, not per search evaluation: the nodes' barycentric weights, and the steps
-    #: where log a' (log b') is not finite at some node (kept infinite by the interpolant)
+    #: derived once, not per search evaluation: the nodes' barycentric weights; log a' and log b'
+    #: side by side (one interpolation for both); the entries of that row that are not finite at
+    #: some node (kept infinite by the interpolant), or None if there are none
     node_weights: FloatArray = field(init=False, repr=False)
-    bad_a: NDArray[np.bool_] = field(init=False, repr=False)
-    bad_b: NDArray[np.bool_] = field(init=False, repr=False)
+    log_ab: FloatArray = field(init=False, repr=False)
+    bad: NDArray[np.bool_] | None = field(init=False, repr=False)
+    #: log of the LRs, taken once for every eta^p of this run (:func:`effective_lr`)
+    _log_lr: FloatArray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.node_weights = _chebyshev(-1.0, 1.0, self.p_nodes.shape[0])[1]
-        self.bad_a = ~np.isfinite(self.log_a).all(axis=0)
-        self.bad_b = ~np.isfinite(self.log_b).all(axis=0)
+        self.log_ab = np.concatenate([self.log_a, self.log_b], axis=1)
+        bad = ~np.isfinite(self.log_ab).all(axis=0)
+        self.bad = bad if bad.any() else None
+
+    @property
+    def log_lr(self) -> FloatArray:
+        if self._log_lr is None:
+            with np.errstate(divide="ignore"):
+                self._log_lr = np.log(self.lr)
+        return self._log_lr
 
     def select(self, idx: Any) -> "ConvexPrep":
         """The preparation at ``steps[idx]`` only (no kernel pass)."""
@@ -182,9 +193,8 @@ def _chebyshev(lo: float, hi: float, n: int) -> tuple[FloatArray, FloatArray]:
 def _barycentric(x: float, nodes: FloatArray, weights: FloatArray, values: FloatArray) -> FloatArray:
     """Interpolate the rows of ``values`` (one per node) at ``x`` (second barycentric form)."""
     d = x - nodes
-    hit = np.flatnonzero(d == 0.0)
-    if hit.size:
-        return values[hit[0]]
+    if not d.all():
+        return values[int(np.argmin(np.abs(d)))]
     c = weights / d
     return (c @ values) / c.sum()
 
@@ -285,10 +295,20 @@ class PowerBound(LossModel):
 
     # -- evaluation ---------------------------------------------------------
 
-    def effective_lr(self, lr: FloatArray, q: float) -> FloatArray:
-        """``f(eta)`` for the second shape parameter ``q`` (``p`` or ``eta_c``)."""
+    def effective_lr(self, lr: FloatArray, q: float, log_lr: FloatArray | None = None) -> FloatArray:
+        """``f(eta)`` for the second shape parameter ``q`` (``p`` or ``eta_c``).
+
+        ``eta^p`` is computed as ``exp(p log eta)`` (within 2 ulp of ``eta ** p`` for the
+        exponents a fit uses, ``|p log eta| < 30``), so that a run's ``log_lr`` (``np.log(lr)``,
+        given when known) is taken once for all its ``p``: ``lr ** p`` costs twice an ``exp``.
+        """
         if self.lr_map == "power":
-            return lr if q == 1.0 else lr ** q
+            if q == 1.0:
+                return lr
+            if log_lr is None:
+                with np.errstate(divide="ignore"):
+                    log_lr = np.log(lr)
+            return np.exp(q * log_lr)
         return lr / (1.0 + lr / q)
 
     def gain_row(self, theta: FloatArray, eta_max: float) -> FloatArray:
@@ -300,7 +320,8 @@ class PowerBound(LossModel):
     def _exact(self, q: float, prep: ConvexPrep) -> tuple[FloatArray, FloatArray]:
         got = prep.exact.get(q)
         if got is None:
-            got = _terms(self.effective_lr(prep.lr, q), prep.steps, prep.grad_sq)
+            got = _terms(self.effective_lr(prep.lr, q, prep.log_lr if self.lr_map == "power" else None),
+                         prep.steps, prep.grad_sq)
             prep.exact[q] = got
         return got
 
@@ -315,7 +336,10 @@ class PowerBound(LossModel):
         """
         alpha, q, L_inf, D_sq, G_sq = (float(v) for v in params)
         x = as_vector(lr, "lr")
-        xe = self.effective_lr(x, q)
+        power = self.lr_map == "power" and q != 1.0
+        with np.errstate(divide="ignore"):
+            log_x = np.log(x) if power else None
+        xe = self.effective_lr(x, q, log_x)
         b, gb = bound_gradient(xe, D=0.0, G=1.0, grad_sq=grad_sq)
         # positive terms: numpy's pairwise sum is within a few ulp, and math.fsum (which makes a Python float of
         # every element) was 40% of an evaluation at T = 1e6, the inner loop of optimal_schedule
@@ -323,8 +347,7 @@ class PowerBound(LossModel):
         a = 1.0 / (2.0 * P)
         da = -D_sq * alpha * a ** (alpha - 1.0) / (2.0 * P * P)
         if self.lr_map == "power":
-            with np.errstate(divide="ignore", invalid="ignore"):
-                df = q * x ** (q - 1.0) if q != 1.0 else np.ones_like(x)
+            df = q * np.exp((q - 1.0) * log_x) if power else np.ones_like(x)  # q eta^(q-1), inf at eta = 0 if q < 1
         else:
             df = 1.0 / (1.0 + x / q) ** 2
         return L_inf + D_sq * a ** alpha + G_sq * float(b), (da + G_sq * gb) * df
@@ -340,7 +363,9 @@ class PowerBound(LossModel):
         lo, hi, logscale = self._search_range()
         nodes, _ = _chebyshev(lo, hi, self.n_nodes)
         # every node's effective LR in one stacked call: the rows run in parallel
-        X = np.stack([self.effective_lr(x, float(math.exp(z) if logscale else z)) for z in nodes])
+        with np.errstate(divide="ignore"):
+            log_x = np.log(x) if self.lr_map == "power" else None
+        X = np.stack([self.effective_lr(x, float(math.exp(z) if logscale else z), log_x) for z in nodes])
         at, expand = moved_steps(x, s)
         a, b = bound_curve_terms(X, g, at=at, rtol=CURVE_RTOL)
         with np.errstate(divide="ignore"):
@@ -348,7 +373,9 @@ class PowerBound(LossModel):
             log_b = np.log(np.asarray(b, dtype=np.float64))
         if expand is not None:
             log_a, log_b = log_a[:, expand], log_b[:, expand]
-        return ConvexPrep(x, s, g, nodes, log_a, log_b)
+        prep = ConvexPrep(x, s, g, nodes, log_a, log_b)
+        prep._log_lr = log_x
+        return prep
 
     @property
     def n_nodes(self) -> int:
@@ -372,9 +399,9 @@ class PowerBound(LossModel):
             return self.basis(theta, prep)
         z = math.log(q) if self.shape[1].log else q
         with np.errstate(invalid="ignore"):
-            log_a = _barycentric(z, prep.p_nodes, prep.node_weights, prep.log_a)
-            log_b = _barycentric(z, prep.p_nodes, prep.node_weights, prep.log_b)
-        # steps where the bound is infinite (eta_tau = 0) stay infinite
-        log_a[prep.bad_a] = np.inf
-        log_b[prep.bad_b] = np.inf
-        return self._columns(alpha, np.exp(log_a), np.exp(log_b))
+            log_ab = _barycentric(z, prep.p_nodes, prep.node_weights, prep.log_ab)
+        if prep.bad is not None:  # steps where the bound is infinite (eta_tau = 0) stay infinite
+            log_ab[prep.bad] = np.inf
+        ab = np.exp(log_ab)
+        m = prep.steps.shape[0]
+        return self._columns(alpha, ab[:m], ab[m:])
