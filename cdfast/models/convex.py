@@ -298,9 +298,11 @@ class PowerBound(LossModel):
     def effective_lr(self, lr: FloatArray, q: float, log_lr: FloatArray | None = None) -> FloatArray:
         """``f(eta)`` for the second shape parameter ``q`` (``p`` or ``eta_c``).
 
-        ``eta^p`` is computed as ``exp(p log eta)`` (within 2 ulp of ``eta ** p`` for the
-        exponents a fit uses, ``|p log eta| < 30``), so that a run's ``log_lr`` (``np.log(lr)``,
+        ``eta^p`` is computed as ``exp(p log eta)``, so that a run's ``log_lr`` (``np.log(lr)``,
         given when known) is taken once for all its ``p``: ``lr ** p`` costs twice an ``exp``.
+        The rounding of ``p log eta`` makes the relative error about ``(|p log eta| + 2) u``
+        (``u = 1.1e-16``), under ``4e-15`` for the exponents a fit meets (``|p log eta| < 30``);
+        measured 2.2e-15 at most against ``lr ** p`` on a cosine from 1e-3.
         """
         if self.lr_map == "power":
             if q == 1.0:
