@@ -7,7 +7,9 @@ backend) is the baseline: the fast curve at 10^7 steps should cost at most ~200 
 passes.  Also measured: the exact curve at 10^4 and 10^5, and the per-tau NumPy loop
 users write today (cumulative sums, O(T^2)) at small T.  Correctness at scale is
 asserted here (fast vs exact at sampled taus at 10^7, backend agreement), and the
-tracemalloc peak of the 10^7 fast curve is checked to be O(T), not O(T * M).
+tracemalloc peak of the 10^7 fast curve is checked to be O(T), not O(T * M).  The last
+group is the loss models' search surrogates: block moments against exact passes at the
+taus of a logged 25k-step run.
 """
 
 from __future__ import annotations
@@ -118,3 +120,27 @@ def test_fast_curve_memory_is_linear_in_T(backend):
     # outputs a, b (16 B/step), the default `at` (8), scratch (8), node-range temporaries
     # (<= 9): O(T).  An O(T * M) buffer would be >= 8 * M ~ 1600 B/step.
     assert per_step < 64
+
+
+# The loss models' search surrogates: a 25k-step run logged every 200 steps, exact passes
+# (the reference, two threads when free) against block moments (one thread).
+MODEL_T, MODEL_EVERY = 25_000, 200
+
+
+@pytest.mark.parametrize("method", ["exact", "moments"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_surrogate_nodes(benchmark, method, backend):
+    from cdfast.curve import MOMENTS_RTOL, curve_terms_moments
+
+    lr = _lr(MODEL_T)
+    at = np.arange(MODEL_EVERY, MODEL_T + 1, MODEL_EVERY)
+    benchmark.group = f"model surrogate nodes T={MODEL_T}, {at.size} taus"
+    benchmark.extra_info.update(label=f"{method} {backend}", baseline=None if method == "exact" else f"exact {backend}")
+    if method == "exact":
+        run = lambda: cdfast.bound_curve_terms(lr, at=at, method="exact", backend=backend)  # noqa: E731
+    else:
+        run = lambda: curve_terms_moments(lr, None, at, backend=backend)  # noqa: E731
+    run()
+    a, b = benchmark.pedantic(run, rounds=20, iterations=1, warmup_rounds=2)
+    _, b_ex = cdfast.bound_curve_terms(lr, at=at, method="exact", backend=backend)
+    assert np.max(np.abs(b / b_ex - 1)) <= MOMENTS_RTOL

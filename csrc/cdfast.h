@@ -103,6 +103,19 @@ int cdfast_curve_fast(const double *lr, const double *grad_sq, size_t n,
                       const int64_t *at, size_t m, const double *u, const double *c,
                       size_t nodes, int threads, double *a_out, double *b_out, double *scratch);
 
+/*
+ * The curve to a relative error of 7.7e-8 in b, for the loss models' search
+ * surrogates (csrc/curve.c explains the method): a_out, b_out as cdfast_curve_exact
+ * at tau = at[i] (strictly increasing in [1, n]), blocks of `block` steps summed by
+ * their first 8 moments where they lie far from tau.  work holds
+ * nb * 9 doubles, nb = ceil(at[m-1] / block) (work_size says how many it holds;
+ * fewer is CDFAST_BAD_ARGUMENT).  Entries with eta_tau == 0 are +inf in b_out
+ * (status OK); a non-finite LR gives CDFAST_NOT_FINITE (the Python layer checks the
+ * input first).  One thread.
+ */
+int cdfast_curve_moments(const double *lr, const double *grad_sq, size_t n, const int64_t *at, size_t m,
+                         size_t block, double *a_out, double *b_out, double *work, size_t work_size);
+
 /* ---- Gradient of the bound (csrc/gradient.c) ---- */
 /*
  * Eq. (2.4) at tau = n and its exact gradient, for B = d2 * a + g2 * b

@@ -32,6 +32,8 @@ class Backend:
     average_iterate: Callable[[np.ndarray, np.ndarray | None, np.ndarray], int]
     curve_exact: Callable[..., int]
     curve_fast: Callable[..., int] | None = None
+    # (lr, g, at, block, a, b, work) -> status: the curve by block moments (cdfast.curve.curve_terms_moments)
+    curve_moments: Callable[..., int] | None = None
     last_iterate_grad: Callable[..., int] | None = None  # (lr, g, d2, g2, out, grad), cdfast.gradient
     # Stacked rows (cdfast._kernels._stacked): (lr2, lr_rows, g2 | None, g_rows, threads, a, b, status) -> int
     last_iterate_rows: Callable[..., int] | None = None
@@ -77,6 +79,8 @@ def _load_numba() -> Backend:
         curve_fast=lambda lr, g, at, u, c, a, b, scratch, threads=0: _numba_threads(
             numba_threads(threads), kc._curve_fast, _writable(lr), *g_args(g), _writable(at), _writable(u),
             _writable(c), a, b, scratch),
+        curve_moments=lambda lr, g, at, block, a, b, work: int(kc._curve_moments(
+            _writable(lr), *g_args(g), _writable(at), block, a, b, work)),
         last_iterate_grad=lambda lr, g, d2, g2, out, grad: int(
             kg._last_iterate_grad(lr, *g_args(g), d2, g2, out, grad)),
         last_iterate_rows=lambda lr, lr_rows, g, g_rows, threads, a, b, status: _numba_rows(
@@ -145,6 +149,8 @@ def _load_c() -> Backend:
         curve_fast=lambda lr, g, at, u, c, a, b, scratch, threads=0: lib.cdfast_curve_fast(
             ro(lr), ro(g), lr.shape[0], ffi.from_buffer("int64_t[]", at, require_writable=False),
             at.shape[0], ro(u), ro(c), u.shape[0], threads, dptr(a), dptr(b), dptr(scratch)),
+        curve_moments=lambda lr, g, at, block, a, b, work: lib.cdfast_curve_moments(
+            ro(lr), ro(g), lr.shape[0], i64(at), at.shape[0], block, dptr(a), dptr(b), dptr(work), work.shape[0]),
         last_iterate_grad=lambda lr, g, d2, g2, out, grad: lib.cdfast_last_iterate_grad(
             ro(lr), ro(g), lr.shape[0], d2, g2, dptr(out), dptr(grad)),
         last_iterate_rows=lambda lr, lr_rows, g, g_rows, threads, a, b, status: lib.cdfast_last_iterate_rows(

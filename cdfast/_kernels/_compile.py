@@ -17,7 +17,7 @@ def compile_all() -> None:
     import numpy as np
 
     from ..bounds import average_iterate_bound, bound_terms
-    from ..curve import bound_curve_terms
+    from ..curve import bound_curve_terms, curve_terms_moments
 
     lr = np.linspace(1.0, 0.1, 64)
     g = np.ones(64)
@@ -27,6 +27,7 @@ def compile_all() -> None:
         average_iterate_bound(lr, grad_sq=grad_sq, backend="numba")
         bound_curve_terms(lr, grad_sq, method="exact", backend="numba")
         bound_curve_terms(lr, grad_sq, method="fast", backend="numba")
+        curve_terms_moments(lr, grad_sq, np.arange(1, 65), backend="numba")  # the models' search surrogates
 
 
 if __name__ == "__main__":

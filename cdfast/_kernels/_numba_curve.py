@@ -201,3 +201,84 @@ def _curve_fast(lr, g, has_g, at, u, c, a_out, b_out, scratch):
     if not math.isfinite(p_hi):
         status = NOT_FINITE
     return status
+
+
+# ---------------------------------------------------------------------------
+# The whole curve by block moments: csrc/curve.c (cdfast_curve_moments) explains the
+# method and its error bound; this follows it operation for operation.
+
+MOM_TERMS = 8  # moments per block (csrc/curve.c: MOM_TERMS)
+MOM_FAR = 0.125  # a block is summed by its moments when its LR mass <= MOM_FAR * its gap to tau
+
+
+@numba.njit(**_OPTS)
+def _curve_moments(lr, g, has_g, at, block, a_out, b_out, work):
+    """Coefficients (a, b) of eq. (2.4) at each tau in ``at``, b within 7.7e-8 (relative):
+    blocks of ``block`` steps far from tau enter by their moments.  ``work`` holds
+    ceil(at[-1] / block) * (1 + MOM_TERMS) doubles.  Returns a status."""
+    n = lr.shape[0]
+    m = at.shape[0]
+    if n == 0 or m == 0 or block < 1:
+        return BAD_ARGUMENT
+    for i in range(m):
+        if at[i] < 1 or at[i] > n or (i > 0 and at[i] <= at[i - 1]):
+            return BAD_ARGUMENT
+    last = at[m - 1]
+    nb = (last + block - 1) // block
+    if work.shape[0] < nb * (1 + MOM_TERMS):
+        return BAD_ARGUMENT
+    for q in range(nb):  # each block's LR mass and moments, its steps taken backward
+        lo = q * block
+        hi = min(lo + block, last)
+        base = nb + q * MOM_TERMS
+        for i in range(MOM_TERMS):
+            work[base + i] = 0.0
+        d = 0.0
+        for j in range(hi - 1, lo - 1, -1):
+            p = lr[j] * lr[j] * g[j] if has_g else lr[j] * lr[j]
+            for i in range(MOM_TERMS):
+                work[base + i] += p
+                p *= d
+            d += lr[j]
+        work[q] = d
+    p_hi = 0.0
+    p_lo = 0.0
+    k = 0
+    status = OK
+    for t in range(last):
+        p_hi, p_lo = _two_sum(p_hi, p_lo, lr[t])
+        if at[k] != t + 1:
+            continue
+        eta = lr[t]
+        a_out[k] = 0.5 / (p_hi + p_lo)
+        if eta > 0.0:
+            qt = t // block
+            gap = eta
+            acc = 0.0
+            for j in range(t - 1, qt * block - 1, -1):  # tau's own block, term by term
+                acc += (lr[j] * lr[j] * g[j] if has_g else lr[j] * lr[j]) / gap
+                gap += lr[j]
+            for q in range(qt - 1, -1, -1):
+                if work[q] <= MOM_FAR * gap:  # far: its moments, by Horner
+                    base = nb + q * MOM_TERMS
+                    inv = 1.0 / gap
+                    h = work[base + MOM_TERMS - 1]
+                    for i in range(MOM_TERMS - 2, -1, -1):
+                        h = work[base + i] - inv * h
+                    acc += inv * h
+                    gap += work[q]
+                else:
+                    for j in range((q + 1) * block - 1, q * block - 1, -1):
+                        acc += (lr[j] * lr[j] * g[j] if has_g else lr[j] * lr[j]) / gap
+                        gap += lr[j]
+            b_out[k] = 0.5 * ((eta * g[t] if has_g else eta) + acc)
+            if not math.isfinite(b_out[k]):
+                status = NOT_FINITE
+        else:
+            b_out[k] = math.inf
+        k += 1
+        if k == m:
+            break
+    if not math.isfinite(p_hi + p_lo):
+        status = NOT_FINITE
+    return status

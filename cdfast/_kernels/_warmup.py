@@ -22,7 +22,8 @@ import time
 log = logging.getLogger("cdfast")
 
 # The kernels behind the public functions: (module, dispatcher).
-KERNELS = (("_numba", "_iterate_rows"), ("_numba", "_curve_exact"), ("_numba_curve", "_curve_fast"))
+KERNELS = (("_numba", "_iterate_rows"), ("_numba", "_curve_exact"), ("_numba_curve", "_curve_fast"),
+           ("_numba_curve", "_curve_moments"))
 RECHECK_SECONDS = 10.0  # a cold answer is reused this long (the check reads a few files)
 _warm = False
 _cold_at = -float("inf")

@@ -42,6 +42,15 @@ static void all_kernels(const double *lr, const double *g, size_t n, int want_la
     cdfast_curve_exact(lr, g, n, at, n, 0, a, b);  /* status depends on the case; memory is what is checked */
     double u[4] = {1e-3, 1e-1, 1e-2, 1.0}, c[4] = {1e-3, 1e-1, 1e-2, 1.0};
     cdfast_curve_fast(lr, g, n, at, n, u, c, 4, 0, a, b, scratch);
+    size_t blocks[] = {1, 3, 64, n};
+    for (int k = 0; k < 4; k++) {  /* moments: exactly-sized work, and one double short */
+        size_t nb = (n + blocks[k] - 1) / blocks[k];
+        double *work = malloc(nb * 9 * sizeof *work);
+        cdfast_curve_moments(lr, g, n, at, n, blocks[k], a, b, work, nb * 9);
+        expect(cdfast_curve_moments(lr, g, n, at, n, blocks[k], a, b, work, nb * 9 - 1), CDFAST_BAD_ARGUMENT,
+               "curve_moments short work", n);
+        free(work);
+    }
     free(at), free(a), free(b), free(scratch);
 }
 
@@ -158,6 +167,13 @@ int main(void)
     int64_t bad_at[3][2] = {{0, 1}, {1, 2}, {1, 1}};
     for (int k = 0; k < 3; k++)
         expect(cdfast_curve_exact(&one, NULL, 1, bad_at[k], 2, 1, a, b), CDFAST_BAD_ARGUMENT, "bad at", 1);
+    double work[9];
+    for (int k = 0; k < 3; k++)
+        expect(cdfast_curve_moments(&one, NULL, 1, bad_at[k], 2, 1, a, b, work, 9), CDFAST_BAD_ARGUMENT,
+               "moments bad at", 1);
+    int64_t at1 = 1;
+    expect(cdfast_curve_moments(&one, NULL, 1, &at1, 1, 0, a, b, work, 9), CDFAST_BAD_ARGUMENT, "block 0", 1);
+    expect(cdfast_curve_moments(&one, NULL, 0, &at1, 1, 1, a, b, work, 9), CDFAST_BAD_ARGUMENT, "moments n 0", 0);
     if (failures)
         return 1;
     puts("memcheck: all kernels clean");
