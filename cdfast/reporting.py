@@ -230,8 +230,9 @@ class RunReport:
                    "a small sweep (cdfast.fit_peak_lr_law).")
         kinds = sorted({n.split(":", 1)[0] for p in self.predictions for n in p.get("extrapolation", ())})
         if kinds:
-            out.append(f"'*': an extrapolation beyond the fitted run ({', '.join(kinds)}); its interval is widened for it "
-                       "(the reasons per prediction: RunReport.predictions[i]['extrapolation'])")
+            out.append(f"'*': an extrapolation beyond the fitted run ({', '.join(kinds)}); the interval widens for a longer "
+                       "horizon, another peak LR and an abrupt fall, not for a shorter run's earlier decay (the reasons "
+                       "per prediction: RunReport.predictions[i]['extrapolation'])")
         if self.has_interval:
             out.append(f"interval: {100 * level:g}% bootstrap interval of the model's prediction ({self.boot} refits; "
                        "--boot N)")

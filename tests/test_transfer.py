@@ -135,6 +135,28 @@ def test_horizon_and_peak_notes(smooth_fit):
     assert fall.max() < 0.02
 
 
+def test_a_shorter_decaying_schedule_is_named():
+    """A schedule that decays and ends well before the shortest decaying fitted run decays earlier in
+    training than any fitted run shows; a constant, the fitted runs' own, or a mildly shorter one does not."""
+    const, cos = PEAK * schedules.constant(T, warmup=W), PEAK * schedules.cosine(T, warmup=W)
+    fitted = ((const, cos), (T, T))
+    for lr, ratio, named in ((PEAK * schedules.cosine(T // 3, warmup=W), 3.0, True),
+                             (PEAK * schedules.wsd(T // 2, decay_frac=0.2, warmup=W), 2.0, True),
+                             (PEAK * schedules.cosine(int(T / 1.4), warmup=W), 1.0, False),
+                             (PEAK * schedules.constant(T // 3, warmup=W), 1.0, False),
+                             (cos, 1.0, False)):
+        e = extrapolation(lr, *fitted)
+        shown = [n for n in e.notes() if n.startswith("horizon: the schedule ends")]
+        assert bool(shown) == named
+        if named:
+            assert e.short_ratio == pytest.approx(ratio, rel=1e-3) and f"{T} steps" in shown[0]
+        else:
+            assert e.short_ratio <= 1.43
+    # a warmup from 0 is no decay: fitted on constants only, nothing decays, and nothing is named
+    e = extrapolation(PEAK * schedules.cosine(T // 3, warmup=W), (const, 0.5 * const), (T, T))
+    assert e.decay_T == 0 and e.short_ratio == 1.0 and e.notes() == []
+
+
 def test_extrapolation_with_unknown_lrs():
     # runs given as the bound's terms only carry no LRs: nothing to compare with but the horizon
     e = extrapolation(np.ones(100), (None,), (50,))
@@ -156,6 +178,11 @@ def test_cli_predict_names_the_abrupt_fall(capsys, tmp_path):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "extrapolation:" not in out  # the run's own horizon and peak, a smooth schedule
+    code = cli.main(["predict", str(SAMPLE_RUN), "--schedule", "cosine", "--steps", str(len(lr) // 3),
+                     "--model", "bound-alpha", "--points", "20"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "extrapolation: horizon: the schedule ends" in out and "decays earlier in training" in out
 
 
 def test_plan_names_a_step_family_fitted_from_smooth_runs(smooth_fit):
