@@ -119,7 +119,11 @@ def test_predict_starts_where_the_learning_rate_does(capsys, tmp_path):
     assert int(rows[-1]["step"]) == 240
     lines = text.splitlines()
     head = next(i for i, line in enumerate(lines) if line.split()[:3] == ["step", "lr", "loss"])
-    assert lines[head + 1].split()[0] == str(first) and "inf" not in lines[head + 1]
+    # the printed table starts at the first fitted step (before it lies the early transient), the CSV at `first`
+    fitted_from = int(re.search(r"fitted from step (\d+)", text).group(1))
+    shown = int(lines[head + 1].split()[0])
+    assert shown == min(int(r["step"]) for r in rows if int(r["step"]) >= fitted_from) > first
+    assert "inf" not in lines[head + 1] and "--out and --plot hold the whole curve" in text
 
 
 def test_curve_points_from_a_start():

@@ -63,10 +63,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"  (model {fit.model.name} gives no interval in this version)")
     for line in fit.extrapolation(lr).notes():
         print(f"  extrapolation: {line}")
-    show = np.unique(np.round(np.linspace(0, at.shape[0] - 1, min(at.shape[0], 11))).astype(int))
+    # the table starts at the first fitted step: before it lies the early transient, which the model is not
+    # fitted to (its bound there is far above any loss); --out and --plot keep the whole curve
+    fitted_from = int(fit.steps[fit.fitted].min())
+    first = int(np.searchsorted(at, fitted_from))
+    first = first if first < at.shape[0] else 0
+    show = first + np.unique(np.round(np.linspace(0, at.shape[0] - 1 - first, min(at.shape[0] - first, 11))).astype(int))
     cols = ["step", "lr", "loss"] + (["lo", "hi"] if band is not None else [])
     print_table(cols, [[int(at[i]), float(lr[at[i] - 1]), float(predicted[i])]
                        + ([float(band[0][i]), float(band[1][i])] if band is not None else []) for i in show])
+    if first:
+        print(f"  (rows from step {int(at[first])} on: the model is fitted from step {fitted_from}, after the early "
+              "transient, which it does not describe"
+              f"{'; --out and --plot hold the whole curve' if args.out or args.plot else ''})")
     if args.out:
         rows = [[int(s), float(lr[s - 1]), float(p)] + ([float(band[0][i]), float(band[1][i])] if band is not None else [])
                 for i, (s, p) in enumerate(zip(at, predicted))]
