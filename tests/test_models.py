@@ -53,6 +53,18 @@ def test_convex_basis_is_eq_2_4_on_the_effective_lr(lr_map, q):
     np.testing.assert_allclose(model.search_basis(np.array([0.6, q]), prep), phi, rtol=1e-2)
 
 
+@pytest.mark.parametrize("lr_map", ["power", "saturating"])
+def test_prediction_skips_the_search_nodes(lr_map):
+    """A prediction needs the exact terms at the fitted shape only: prepare_predict builds no Chebyshev
+    nodes, and the basis (so every prediction) is the same bit for bit."""
+    model = PowerBound(lr_map=lr_map) if lr_map == "saturating" else PowerBound(p="fit")
+    lr, steps = _runs()[0][1], _runs()[1]
+    theta = np.array([0.5, 0.8 if lr_map == "power" else 3e-4])
+    full, light = model.prepare(lr, steps), model.prepare_predict(lr, steps)
+    assert full.p_nodes.size == model.n_nodes and light.p_nodes.size == 0
+    assert np.array_equal(model.basis(theta, light), model.basis(theta, full))
+
+
 def test_effective_maps():
     lr = np.array([0.0, 1e-4, 1e-3, 1e-2])
     np.testing.assert_allclose(PowerBound().effective_lr(lr, 0.5), np.sqrt(lr))

@@ -241,7 +241,7 @@ class CurveFit:
             a, b = _rescale(_bound_terms(x, g, steps), x, self.peak_power)
             with np.errstate(invalid="ignore"):
                 return self.L_inf + self.D_sq * a + self.G_sq * b
-        prep = self.model.prepare(x, steps, g)
+        prep = self.model.prepare_predict(x, steps, g)
         with np.errstate(invalid="ignore", over="ignore"):
             out = self.model.predict(self._vector(), prep)
         return np.where(np.isnan(out), np.inf, out)

@@ -132,6 +132,11 @@ class Averaged(LossModel):
         used = self._used()
         return tuple(m.prepare(lr, steps, grad_sq) if i in used else None for i, m in enumerate(self.all_members))
 
+    def prepare_predict(self, lr: FloatArray, steps: IntArray, grad_sq: FloatArray | None = None) -> tuple[Any, ...]:
+        used = self._used()
+        return tuple(m.prepare_predict(lr, steps, grad_sq) if i in used else None
+                     for i, m in enumerate(self.all_members))
+
     def basis(self, theta: FloatArray, prep: Any) -> FloatArray:
         raise TypeError(f"model {self.name!r} averages separately fitted models and has no common basis; "
                         "fit it with cdfast.fit_loss_curves")

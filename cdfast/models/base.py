@@ -121,6 +121,11 @@ class LossModel(ABC):
         optional per-step ``G_t^2`` (models that cannot use it ignore it).
         """
 
+    def prepare_predict(self, lr: FloatArray, steps: IntArray, grad_sq: FloatArray | None = None) -> Any:
+        """:meth:`prepare` for :meth:`predict` and :meth:`basis` alone, no search: by default
+        :meth:`prepare` itself; a model whose preparation builds a search surrogate skips it."""
+        return self.prepare(lr, steps, grad_sq)
+
     @abstractmethod
     def basis(self, theta: FloatArray, prep: Any) -> FloatArray:
         """Columns ``phi_k(tau; theta)`` at the prepared steps, shape ``(len(steps), len(coefs))``."""

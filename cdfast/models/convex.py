@@ -383,6 +383,13 @@ class PowerBound(LossModel):
         prep._log_lr = log_x
         return prep
 
+    def prepare_predict(self, lr: FloatArray, steps: IntArray, grad_sq: FloatArray | None = None) -> ConvexPrep:
+        """The run without the search interpolant's nodes: :meth:`basis` (a prediction) needs only
+        the exact terms at the fitted shape, one kernel pass, where :meth:`prepare` costs one pass
+        per node more."""
+        x, s, g = _inputs(lr, steps, grad_sq)
+        return ConvexPrep(x, s, g, np.empty(0), np.empty((0, s.shape[0])), np.empty((0, s.shape[0])))
+
     @property
     def n_nodes(self) -> int:
         return P_NODES if self.lr_map == "power" else SAT_NODES
