@@ -1,6 +1,8 @@
 /*
- * curve.c -- the fast whole curve: eq. (2.4) at every requested tau from an
- * exponential-sum approximation of the Cauchy kernel 1/x.
+ * curve.c -- the whole curve: eq. (2.4) at every requested tau from an
+ * exponential-sum approximation of the Cauchy kernel 1/x (cdfast_curve_fast,
+ * below), or from block moments for the loss models' search surrogates
+ * (cdfast_curve_moments, at the end of the file).
  *
  * The contract is in cdfast.h (cdfast_curve_fast); the node design and the
  * error bound are in cdfast/curve.py.  cdfast/_kernels/_numba_curve.py follows this
