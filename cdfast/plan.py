@@ -243,6 +243,7 @@ class SchedulePlan:
             lines.append(f"'*' EXTRAPOLATION: the peak LR of {', '.join(ext)} lies outside {lo:.3g}..{hi:.3g}, the "
                          "range the fitted runs support; the model has not seen it: check with a short sweep "
                          "(cdfast.fit_peak_lr_law)")
+        lines += _horizon_notes(fit, [s.lr for s in self.schedules])
         sharp = [(s.name, e) for s in self.schedules if (e := _abrupt(fit, s.lr)) is not None]
         if sharp:
             how = sharp[0][1].after_fall or "likely predicted too high for a while"
@@ -706,6 +707,16 @@ def plan_schedule(
                         run_peak_lr=run_peak, run_T=run_T, n_boot=n_boot, seconds=time.perf_counter() - t0,
                         supported=supported, extrapolate=bool(extrapolate), max_step=ms,
                         from_step=from_step or 0, trust_note=note)
+
+
+def _horizon_notes(fit: Any, lrs: list[FloatArray]) -> list[str]:
+    """What :meth:`CurveFit.extrapolation` says of the planned schedules' horizon T (beyond the last
+    fitted step, or a decay far earlier than any fitted run's), each sentence once."""
+    method = getattr(fit, "extrapolation", None)
+    if method is None or getattr(fit, "data", None) is None:
+        return []
+    notes = [n for lr in lrs for n in method(lr).notes() if n.startswith("horizon: ")]
+    return [n.replace("horizon: ", "horizon (the planned schedules): ", 1) for n in dict.fromkeys(notes)]
 
 
 def _abrupt(fit: Any, lr: FloatArray) -> Any:

@@ -128,6 +128,14 @@ def test_the_packaged_run_with_the_default_model():
     assert plan.optimal.loss <= min(f.loss for f in plan.families) * (1 + 1e-12)
     for s in plan.schedules:
         assert s.loss == pytest.approx(float(plan.fit.predict(s.lr, at=[1500])[0]), rel=1e-14)
+    # 1500 steps planned from a 25000-step run: every decay comes far earlier than the run's, and the plan says so
+    assert "horizon (the planned schedules): the schedule ends at step 1500, 16.7x before" in plan.summary()
+
+
+def test_the_summary_names_a_horizon_beyond_the_fit(bound_fit, bound_plan):
+    assert "horizon" not in bound_plan.summary()  # 120 of the run's 160 steps: inside the fit
+    longer = cdfast.plan_schedule(bound_fit, 2 * T_RUN, warmup=W, n_boot=0, families=["linear"])
+    assert f"horizon (the planned schedules): step {2 * T_RUN} is 2x the last fitted step ({T_RUN})" in longer.summary()
 
 
 def test_a_real_run(data_dir):
