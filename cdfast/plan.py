@@ -243,8 +243,13 @@ class SchedulePlan:
             lines.append(f"'*' EXTRAPOLATION: the peak LR of {', '.join(ext)} lies outside {lo:.3g}..{hi:.3g}, the "
                          "range the fitted runs support; the model has not seen it: check with a short sweep "
                          "(cdfast.fit_peak_lr_law)")
-        lines += _horizon_notes(fit, [s.lr for s in self.schedules])
-        sharp = [(s.name, e) for s in self.schedules if (e := _abrupt(fit, s.lr)) is not None]
+        from .models.transfer import ABRUPT_NOTE
+
+        reach = _extrapolations(fit, self.schedules)  # once per schedule: it may fit the drop peer
+        notes = [n for e in reach.values() for n in e.notes() if n.startswith("horizon: ")]
+        # the horizon is every planned schedule's: each sentence once
+        lines += [n.replace("horizon: ", "horizon (the planned schedules): ", 1) for n in dict.fromkeys(notes)]
+        sharp = [(name, e) for name, e in reach.items() if e.abrupt > ABRUPT_NOTE]
         if sharp:
             how = sharp[0][1].after_fall or "likely predicted too high for a while"
             lines.append(f"abrupt fall: {', '.join(n for n, _ in sharp)} drop the LR more abruptly than any fitted run "
@@ -709,26 +714,13 @@ def plan_schedule(
                         from_step=from_step or 0, trust_note=note)
 
 
-def _horizon_notes(fit: Any, lrs: list[FloatArray]) -> list[str]:
-    """What :meth:`CurveFit.extrapolation` says of the planned schedules' horizon T (beyond the last
-    fitted step, or a decay far earlier than any fitted run's), each sentence once."""
+def _extrapolations(fit: Any, schedules: Sequence[PlannedSchedule]) -> dict[str, Any]:
+    """:meth:`CurveFit.extrapolation` of each planned schedule, by name (none for a fit that keeps
+    no fit data to compare with)."""
     method = getattr(fit, "extrapolation", None)
     if method is None or getattr(fit, "data", None) is None:
-        return []
-    notes = [n for lr in lrs for n in method(lr).notes() if n.startswith("horizon: ")]
-    return [n.replace("horizon: ", "horizon (the planned schedules): ", 1) for n in dict.fromkeys(notes)]
-
-
-def _abrupt(fit: Any, lr: FloatArray) -> Any:
-    """The :class:`~cdfast.models.transfer.Extrapolation` of ``lr`` when it falls more abruptly
-    than any run ``fit`` was fitted on (a step schedule planned from smooth runs), else None."""
-    from .models.transfer import ABRUPT_NOTE
-
-    method = getattr(fit, "extrapolation", None)
-    if method is None or getattr(fit, "data", None) is None:
-        return None
-    e = method(lr)
-    return e if e.abrupt > ABRUPT_NOTE else None
+        return {}
+    return {s.name: method(s.lr) for s in schedules}
 
 
 # ---------------------------------------------------------------------------
