@@ -178,6 +178,12 @@ class ConvexPrep:
                 self._log_lr = np.log(self.lr)
         return self._log_lr
 
+    @classmethod
+    def without_nodes(cls, lr: FloatArray, steps: IntArray, grad_sq: FloatArray | None) -> "ConvexPrep":
+        """A run with no search interpolant (:meth:`PowerBound.basis` evaluates the exact terms)."""
+        n = steps.shape[0]
+        return cls(lr, steps, grad_sq, np.empty(0), np.empty((0, n)), np.empty((0, n)))
+
     def select(self, idx: Any) -> "ConvexPrep":
         """The preparation at ``steps[idx]`` only (no kernel pass)."""
         return ConvexPrep(self.lr, self.steps[idx], self.grad_sq, self.p_nodes, self.log_a[:, idx], self.log_b[:, idx])
@@ -362,8 +368,8 @@ class PowerBound(LossModel):
 
     def prepare(self, lr: FloatArray, steps: IntArray, grad_sq: FloatArray | None = None) -> ConvexPrep:
         x, s, g = _inputs(lr, steps, grad_sq)
-        if self.shape[1].fixed:
-            return ConvexPrep(x, s, g, np.empty(0), np.empty((0, s.shape[0])), np.empty((0, s.shape[0])))
+        if self.shape[1].fixed:  # nothing to search: the exact terms only
+            return ConvexPrep.without_nodes(x, s, g)
         lo, hi, logscale = self._search_range()
         nodes, _ = _chebyshev(lo, hi, self.n_nodes)
         # every node's effective LR in one stacked call: the rows run in parallel
@@ -387,8 +393,7 @@ class PowerBound(LossModel):
         """The run without the search interpolant's nodes: :meth:`basis` (a prediction) needs only
         the exact terms at the fitted shape, one kernel pass, where :meth:`prepare` costs one pass
         per node more."""
-        x, s, g = _inputs(lr, steps, grad_sq)
-        return ConvexPrep(x, s, g, np.empty(0), np.empty((0, s.shape[0])), np.empty((0, s.shape[0])))
+        return ConvexPrep.without_nodes(*_inputs(lr, steps, grad_sq))
 
     @property
     def n_nodes(self) -> int:
